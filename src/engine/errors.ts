@@ -1,0 +1,124 @@
+/**
+ * Error normalisation and classification, in one place.
+ *
+ * Every error the engine sees goes through `classifyError`: transient errors back off and retry (the migration
+ * stays `running` with the reason visible), deterministic ones fail the migration with the message, and a
+ * lost lease ends the slice without touching the row (invariant 6).
+ */
+
+/** SQLite result codes (base names, as @libsql/client reports them) that go away by themselves. */
+export const TRANSIENT_SQLITE_CODES: readonly string[] = [
+  "SQLITE_BUSY",
+  "SQLITE_LOCKED",
+  "SQLITE_FULL", // disk full: hold and retry until space returns
+  "SQLITE_IOERR",
+  "SQLITE_PROTOCOL",
+  "SQLITE_CANTOPEN",
+  "SQLITE_INTERRUPT",
+];
+
+/** Client and transport codes from @libsql/client's remote path that mean "try again on a new stream". */
+export const TRANSIENT_CLIENT_CODES: readonly string[] = [
+  "HRANA_CLOSED_ERROR",
+  "HRANA_WEBSOCKET_ERROR",
+  "STREAM_EXPIRED",
+  "TRANSACTION_CLOSED",
+  "TRANSACTION_ACTIVE",
+];
+
+/** Node/undici network error codes. */
+export const TRANSIENT_NETWORK_CODES: readonly string[] = [
+  "ECONNREFUSED",
+  "ECONNRESET",
+  "ECONNABORTED",
+  "ETIMEDOUT",
+  "EPIPE",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EHOSTUNREACH",
+  "UND_ERR_SOCKET",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "UND_ERR_HEADERS_TIMEOUT",
+  "UND_ERR_BODY_TIMEOUT",
+  "UND_ERR_CLOSED",
+];
+
+/** The message our fence trigger raises when a step runs without a valid lease (see state-store.ts). */
+export const LEASE_LOST_MESSAGE = "trickle_lease_lost";
+
+export type ErrorKind = "transient" | "deterministic" | "lease-lost";
+
+export interface ClassifiedError {
+  readonly kind: ErrorKind;
+  /** The most specific code found (`SQLITE_BUSY`, `ECONNRESET`, `SERVER_ERROR`, `Error`…). */
+  readonly code: string;
+  readonly message: string;
+  readonly error: Error;
+}
+
+/** Turns anything thrown into an `Error` carrying an optional string `code`. */
+export function coerceError(thrown: unknown): Error & { code?: string } {
+  if (thrown instanceof Error) return thrown as Error & { code?: string };
+  const error = new Error(typeof thrown === "string" ? thrown : `non-error thrown: ${safeString(thrown)}`);
+  return error;
+}
+
+export class LeaseLostError extends Error {
+  constructor(migration: string) {
+    super(`lease on ${migration} was lost: another runner holds it, or it expired, or an operator paused it`);
+    this.name = "LeaseLostError";
+  }
+}
+
+export function classifyError(thrown: unknown): ClassifiedError {
+  const error = coerceError(thrown);
+  const message = error.message;
+  if (error instanceof LeaseLostError || message.includes(LEASE_LOST_MESSAGE)) {
+    return { kind: "lease-lost", code: "LEASE_LOST", message, error };
+  }
+  const codes = collectCodes(error);
+  const code = codes[0] ?? error.name ?? "Error";
+  const transient =
+    codes.some(
+      (c) =>
+        TRANSIENT_SQLITE_CODES.some((t) => c === t || c.startsWith(`${t}_`)) ||
+        TRANSIENT_CLIENT_CODES.includes(c) ||
+        TRANSIENT_NETWORK_CODES.includes(c),
+    ) ||
+    (codes.includes("SERVER_ERROR") && isRetryableServerError(message)) ||
+    isNetworkFailure(error);
+  return { kind: transient ? "transient" : "deterministic", code, message, error };
+}
+
+/** Codes on the error and its `cause` chain, most specific first. */
+function collectCodes(error: unknown): string[] {
+  const codes: string[] = [];
+  let current: unknown = error;
+  for (let depth = 0; current && depth < 5; depth++) {
+    if (typeof current !== "object") break;
+    const { code, extendedCode } = current as { code?: unknown; extendedCode?: unknown };
+    if (typeof code === "string") codes.push(code);
+    if (typeof extendedCode === "string") codes.push(extendedCode);
+    current = (current as { cause?: unknown }).cause;
+  }
+  return codes;
+}
+
+function isRetryableServerError(message: string): boolean {
+  const status = /HTTP (?:status )?(\d{3})/i.exec(message)?.[1];
+  if (status) return Number(status) >= 500 || status === "429" || /baton/i.test(message);
+  return /baton|stream/i.test(message);
+}
+
+function isNetworkFailure(error: Error): boolean {
+  if (error.name === "AbortError" || error.name === "TimeoutError") return true;
+  return error instanceof TypeError && /fetch failed|network|socket|terminated/i.test(error.message);
+}
+
+function safeString(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value);
+  } catch {
+    return String(value);
+  }
+}

@@ -1,0 +1,402 @@
+/**
+ * `_async_migrations`: the one row per migration that holds its status, cursor, counts and lease.
+ *
+ * Times are ISO-8601 UTC text with milliseconds (`2026-11-24T04:31:00.123Z`), produced by the database
+ * (`strftime`) so that every runner compares leases against one clock. Text was chosen over integer ms because
+ * databases created by CoreScope already have TEXT time columns (`datetime('now')`), which readers also accept.
+ *
+ * Every write that acts on behalf of a runner is *fenced*: its batch starts with an insert into the
+ * `_async_migrations_fence` view, whose trigger aborts the whole transaction unless the row still carries the
+ * runner's lease owner and epoch and the lease has not expired (invariant 3).
+ */
+import type { Client, InStatement, InValue, Row } from "@libsql/client";
+import { classifyError } from "./errors.ts";
+import { SQL_NOW, sqlNowPlus } from "./sql.ts";
+
+export const STATE_TABLE = "_async_migrations";
+
+/** Statuses trickle writes. A row may hold others (older versions, manual edits); readers map those to `unknown`. */
+export type MigrationStatus = "pending" | "running" | "paused" | "done" | "failed" | "cancelled";
+export const MIGRATION_STATUSES: readonly MigrationStatus[] = [
+  "pending",
+  "running",
+  "paused",
+  "done",
+  "failed",
+  "cancelled",
+];
+
+/** Columns in creation order; older tables get the missing ones added in place (all nullable or defaulted). */
+const COLUMNS: ReadonlyArray<readonly [name: string, definition: string]> = [
+  ["status", "TEXT NOT NULL DEFAULT 'pending'"],
+  ["cursor", "INTEGER"],
+  ["min_key", "INTEGER"],
+  ["max_key", "INTEGER"],
+  ["rows_processed", "INTEGER NOT NULL DEFAULT 0"],
+  ["rows_total", "INTEGER NOT NULL DEFAULT 0"],
+  ["started_at", "TEXT"],
+  ["ended_at", "TEXT"],
+  ["last_update_at", "TEXT"],
+  ["error", "TEXT"],
+  ["reason", "TEXT"],
+  ["lease_owner", "TEXT"],
+  ["lease_expires_at", "TEXT"],
+  ["lease_epoch", "INTEGER NOT NULL DEFAULT 0"],
+  ["pass", "INTEGER NOT NULL DEFAULT 0"],
+  ["steps", "INTEGER NOT NULL DEFAULT 0"],
+  ["batch_size", "INTEGER"],
+  ["rate", "REAL"],
+  ["busy_ms", "INTEGER NOT NULL DEFAULT 0"],
+  ["verified_at", "TEXT"],
+  ["residual", "INTEGER"],
+  ["created_at", "TEXT"],
+];
+
+const FENCE_VIEW = "_async_migrations_fence";
+
+const SCHEMA_STATEMENTS = [
+  `CREATE TABLE IF NOT EXISTS ${STATE_TABLE} (name TEXT PRIMARY KEY, ${COLUMNS.map(([n, d]) => `${n} ${d}`).join(", ")})`,
+  `CREATE VIEW IF NOT EXISTS ${FENCE_VIEW} AS SELECT NULL AS name, NULL AS owner, NULL AS epoch`,
+  `CREATE TRIGGER IF NOT EXISTS ${FENCE_VIEW}_check INSTEAD OF INSERT ON ${FENCE_VIEW}
+   BEGIN
+     SELECT RAISE(ABORT, 'trickle_lease_lost') WHERE NOT EXISTS (
+       SELECT 1 FROM ${STATE_TABLE}
+       WHERE name = NEW.name AND lease_owner = NEW.owner AND lease_epoch = NEW.epoch
+         AND lease_expires_at > ${SQL_NOW});
+   END`,
+];
+
+/** One `_async_migrations` row as trickle reads it. Keys and counters are exact (`bigint`). */
+export interface MigrationRow {
+  readonly name: string;
+  /** As stored; may be a value trickle does not know (see `MIGRATION_STATUSES`). */
+  readonly status: string;
+  readonly cursor: bigint | null;
+  readonly minKey: bigint | null;
+  readonly maxKey: bigint | null;
+  readonly rowsProcessed: bigint;
+  readonly rowsTotal: bigint;
+  readonly startedAt: string | null;
+  readonly endedAt: string | null;
+  readonly lastUpdateAt: string | null;
+  readonly error: string | null;
+  readonly reason: string | null;
+  readonly leaseOwner: string | null;
+  readonly leaseExpiresAt: string | null;
+  readonly leaseEpoch: bigint;
+  readonly pass: number;
+  readonly steps: bigint;
+  readonly batchSize: number | null;
+  readonly rate: number | null;
+  readonly busyMs: number;
+  readonly verifiedAt: string | null;
+  readonly residual: bigint | null;
+}
+
+/** The right to run one migration, as taken by `acquireLease`. */
+export interface Lease {
+  readonly name: string;
+  readonly owner: string;
+  readonly epoch: bigint;
+  readonly ttlMs: number;
+}
+
+// Integer columns are read as text so they are exact whatever `intMode` the caller's client uses.
+const ROW_COLUMNS = `name, status, CAST(cursor AS TEXT) AS cursor, CAST(min_key AS TEXT) AS min_key,
+  CAST(max_key AS TEXT) AS max_key, CAST(rows_processed AS TEXT) AS rows_processed,
+  CAST(rows_total AS TEXT) AS rows_total, started_at, ended_at, last_update_at, error, reason, lease_owner,
+  lease_expires_at, CAST(lease_epoch AS TEXT) AS lease_epoch, pass, CAST(steps AS TEXT) AS steps, batch_size, rate,
+  busy_ms, verified_at, CAST(residual AS TEXT) AS residual`;
+const SELECT_ROW = `SELECT ${ROW_COLUMNS} FROM ${STATE_TABLE}`;
+
+export type ControlAction = "pause" | "resume" | "cancel" | "retry";
+
+export type ControlResult =
+  | { readonly status: "ok"; readonly name: string; readonly from: string; readonly to: MigrationStatus }
+  | { readonly status: "not-found"; readonly name: string }
+  | { readonly status: "conflict"; readonly name: string; readonly from: string; readonly message: string };
+
+/** Which statuses each control action accepts, and what it moves to. */
+const TRANSITIONS: Record<ControlAction, { from: readonly string[]; to: string }> = {
+  pause: { from: ["pending", "running"], to: "'paused'" },
+  // A run that had started (pass > 0) continues from its cursor; one that had not starts from the beginning.
+  resume: { from: ["paused"], to: "CASE WHEN pass > 0 THEN 'running' ELSE 'pending' END" },
+  cancel: { from: ["pending", "running", "paused", "failed"], to: "'cancelled'" },
+  retry: { from: ["failed", "cancelled"], to: "CASE WHEN pass > 0 THEN 'running' ELSE 'pending' END" },
+};
+
+export class StateStore {
+  readonly #client: Client;
+
+  constructor(client: Client) {
+    this.#client = client;
+  }
+
+  get client(): Client {
+    return this.#client;
+  }
+
+  /** Creates `_async_migrations` and the fence, or adds missing columns to a table an older version created. */
+  async ensureSchema(): Promise<void> {
+    await this.#client.batch(SCHEMA_STATEMENTS, "write");
+    const info = await this.#client.execute(`PRAGMA table_info(${STATE_TABLE})`);
+    const present = new Set(info.rows.map((r) => String(r.name)));
+    for (const [name, definition] of COLUMNS) {
+      if (present.has(name)) continue;
+      try {
+        await this.#client.execute(`ALTER TABLE ${STATE_TABLE} ADD COLUMN ${name} ${definition}`);
+      } catch (error) {
+        // Two processes upgrading at once: the other one added it first, which is what we wanted.
+        if (!/duplicate column name/i.test(classifyError(error).message)) throw error;
+      }
+    }
+  }
+
+  /** Adds a `pending` row for each name that has none; adopts rows an older runner left as `pending_async`. */
+  async register(names: readonly string[]): Promise<void> {
+    if (names.length === 0) return;
+    const statements: InStatement[] = names.flatMap((name) => [
+      {
+        sql: `INSERT INTO ${STATE_TABLE} (name, status, created_at) VALUES (?, 'pending', ${SQL_NOW}) ON CONFLICT(name) DO NOTHING`,
+        args: [name],
+      },
+      {
+        sql: `UPDATE ${STATE_TABLE} SET status = 'pending' WHERE name = ? AND status = 'pending_async'`,
+        args: [name],
+      },
+    ]);
+    await this.#client.batch(statements, "write");
+  }
+
+  async list(): Promise<MigrationRow[]> {
+    const result = await this.#client.execute(`${SELECT_ROW} ORDER BY name`);
+    return result.rows.map(toMigrationRow);
+  }
+
+  async get(name: string): Promise<MigrationRow | undefined> {
+    const result = await this.#client.execute({ sql: `${SELECT_ROW} WHERE name = ?`, args: [name] });
+    const row = result.rows[0];
+    return row ? toMigrationRow(row) : undefined;
+  }
+
+  /**
+   * Takes the lease by compare-and-set: free, expired, or already ours (a previous slice of this runner whose
+   * release failed). The epoch always increases, so anything still in flight under an older epoch is fenced off.
+   */
+  async acquireLease(
+    name: string,
+    owner: string,
+    ttlMs: number,
+  ): Promise<{ lease: Lease; row: MigrationRow } | undefined> {
+    const result = await this.#client.execute({
+      sql: `UPDATE ${STATE_TABLE}
+            SET lease_owner = ?, lease_epoch = lease_epoch + 1, lease_expires_at = ${sqlNowPlus(ttlMs)}
+            WHERE name = ? AND status IN ('pending', 'running')
+              AND (lease_owner IS NULL OR lease_owner = ? OR lease_expires_at IS NULL OR lease_expires_at <= ${SQL_NOW})
+            RETURNING ${ROW_COLUMNS}`,
+      args: [owner, name, owner],
+    });
+    const row = result.rows[0];
+    if (!row) return undefined;
+    const migration = toMigrationRow(row);
+    return { lease: { name, owner, epoch: migration.leaseEpoch, ttlMs }, row: migration };
+  }
+
+  /** Gives the lease back and saves what the next slice should start from. Never throws. */
+  async releaseLease(
+    lease: Lease,
+    save: { batchSize?: number; rate?: number; busyMs?: number } = {},
+  ): Promise<boolean> {
+    try {
+      const result = await this.#client.execute({
+        sql: `UPDATE ${STATE_TABLE}
+              SET lease_owner = NULL, lease_expires_at = NULL, batch_size = COALESCE(?, batch_size),
+                  rate = COALESCE(?, rate), busy_ms = busy_ms + ?
+              WHERE name = ? AND lease_owner = ? AND lease_epoch = ?`,
+        args: [
+          save.batchSize === undefined ? null : BigInt(save.batchSize),
+          save.rate ?? null,
+          BigInt(Math.round(save.busyMs ?? 0)),
+          lease.name,
+          lease.owner,
+          lease.epoch,
+        ],
+      });
+      return result.rowsAffected === 1;
+    } catch {
+      return false; // it expires by itself; the same owner may also take it straight back
+    }
+  }
+
+  /** The statement that aborts its batch unless `lease` is still valid; first in every fenced batch. */
+  fence(lease: Lease): InStatement {
+    return {
+      sql: `INSERT INTO ${FENCE_VIEW} (name, owner, epoch) VALUES (?, ?, ?)`,
+      args: [lease.name, lease.owner, lease.epoch],
+    };
+  }
+
+  /** The statement that renews `lease` and records the time of progress; used by every step. */
+  renewal(lease: Lease): string {
+    return `last_update_at = ${SQL_NOW}, lease_expires_at = ${sqlNowPlus(lease.ttlMs)}`;
+  }
+
+  /** Runs `statements` in one write transaction that commits only if `lease` is still held. */
+  async fenced(lease: Lease, statements: readonly InStatement[]): Promise<void> {
+    await this.#client.batch([this.fence(lease), ...statements], "write");
+  }
+
+  /** Records why a pending migration cannot start yet (its tables are missing…); stays `pending`. */
+  async recordWaiting(lease: Lease, reason: string): Promise<void> {
+    await this.fenced(lease, [
+      { sql: `UPDATE ${STATE_TABLE} SET reason = ? WHERE name = ?`, args: [reason, lease.name] },
+    ]);
+  }
+
+  /** Records a transient problem (the run goes on). Best effort: the lock may be what is failing. */
+  async recordReason(lease: Lease, reason: string | null): Promise<void> {
+    try {
+      await this.fenced(lease, [
+        { sql: `UPDATE ${STATE_TABLE} SET reason = ? WHERE name = ?`, args: [reason, lease.name] },
+      ]);
+    } catch {
+      // the in-process state still carries the reason
+    }
+  }
+
+  /** pending → running with the bounds frozen for this run. */
+  async startRun(
+    lease: Lease,
+    bounds: { minKey: bigint | null; maxKey: bigint | null; rowsTotal: bigint; batchSize: number },
+  ): Promise<void> {
+    await this.fenced(lease, [
+      {
+        sql: `UPDATE ${STATE_TABLE}
+              SET status = 'running', cursor = NULL, min_key = ?, max_key = ?, rows_total = ?, rows_processed = 0,
+                  started_at = ${SQL_NOW}, ended_at = NULL, error = NULL, reason = NULL, pass = 1, steps = 0,
+                  batch_size = ?, rate = NULL, busy_ms = 0, verified_at = NULL, residual = NULL, ${this.renewal(lease)}
+              WHERE name = ?`,
+        args: [bounds.minKey, bounds.maxKey, bounds.rowsTotal, BigInt(bounds.batchSize), lease.name],
+      },
+    ]);
+  }
+
+  /** Another pass over the run's range for rows that still need work; they join the total. */
+  async startSweep(lease: Lease, residual: bigint): Promise<void> {
+    await this.fenced(lease, [
+      {
+        sql: `UPDATE ${STATE_TABLE} SET cursor = NULL, pass = pass + 1, rows_total = rows_total + ?, residual = ?,
+                verified_at = ${SQL_NOW}, reason = ?, ${this.renewal(lease)} WHERE name = ?`,
+        args: [residual, residual, `re-sweeping ${residual} rows that still need work`, lease.name],
+      },
+    ]);
+  }
+
+  async markDone(lease: Lease, busyMs: number): Promise<void> {
+    await this.fenced(lease, [
+      {
+        sql: `UPDATE ${STATE_TABLE}
+              SET status = 'done', ended_at = ${SQL_NOW}, verified_at = ${SQL_NOW}, residual = 0, error = NULL,
+                  reason = NULL, busy_ms = busy_ms + ?, lease_owner = NULL, lease_expires_at = NULL, last_update_at = ${SQL_NOW}
+              WHERE name = ?`,
+        args: [BigInt(Math.round(busyMs)), lease.name],
+      },
+    ]);
+  }
+
+  async markFailed(lease: Lease, message: string, fields: { residual?: bigint } = {}): Promise<void> {
+    await this.fenced(lease, [
+      {
+        sql: `UPDATE ${STATE_TABLE}
+              SET status = 'failed', ended_at = ${SQL_NOW}, error = ?, reason = NULL, residual = COALESCE(?, residual),
+                  lease_owner = NULL, lease_expires_at = NULL, last_update_at = ${SQL_NOW}
+              WHERE name = ?`,
+        args: [message, fields.residual ?? null, lease.name],
+      },
+    ]);
+  }
+
+  /**
+   * Operator controls. Pausing and cancelling also revoke the lease, so a runner in the middle of a slice stops
+   * at its next step (its fence fails) instead of finishing the slice.
+   */
+  async control(name: string, action: ControlAction): Promise<ControlResult> {
+    const { from, to } = TRANSITIONS[action];
+    const revoke =
+      action === "pause" || action === "cancel" ? ", lease_owner = NULL, lease_expires_at = NULL" : "";
+    const ends =
+      action === "cancel"
+        ? `, ended_at = ${SQL_NOW}`
+        : action === "retry"
+          ? ", ended_at = NULL, error = NULL"
+          : "";
+    const before = await this.get(name);
+    if (!before) return { status: "not-found", name };
+    const result = await this.#client.execute({
+      sql: `UPDATE ${STATE_TABLE} SET status = ${to}, reason = NULL${revoke}${ends}, last_update_at = ${SQL_NOW}
+            WHERE name = ? AND status IN (${from.map(() => "?").join(", ")}) RETURNING status`,
+      args: [name, ...from],
+    });
+    const after = result.rows[0];
+    if (!after) {
+      const now = (await this.get(name))?.status ?? before.status;
+      return { status: "conflict", name, from: now, message: `cannot ${action} a migration that is ${now}` };
+    }
+    return { status: "ok", name, from: before.status, to: String(after.status) as MigrationStatus };
+  }
+
+  /** Names of the tables among `names` that exist in this database. */
+  async existingTables(names: readonly string[]): Promise<Set<string>> {
+    if (names.length === 0) return new Set();
+    const result = await this.#client.execute({
+      sql: `SELECT name FROM sqlite_master WHERE type = 'table' AND name IN (${names.map(() => "?").join(", ")})`,
+      args: [...names],
+    });
+    return new Set(result.rows.map((r) => String(r.name)));
+  }
+}
+
+export function toBigIntOrNull(value: unknown): bigint | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === "bigint") return value;
+  if (typeof value === "number") return BigInt(Math.trunc(value));
+  const text = String(value);
+  return /^-?\d+$/.test(text) ? BigInt(text) : null;
+}
+
+function toNumberOrNull(value: InValue | undefined): number | null {
+  if (value === null || value === undefined) return null;
+  const n = Number(value);
+  return Number.isFinite(n) ? n : null;
+}
+
+function text(value: InValue | undefined): string | null {
+  return value === null || value === undefined ? null : String(value);
+}
+
+function toMigrationRow(r: Row): MigrationRow {
+  return {
+    name: String(r.name),
+    status: String(r.status),
+    cursor: toBigIntOrNull(r.cursor),
+    minKey: toBigIntOrNull(r.min_key),
+    maxKey: toBigIntOrNull(r.max_key),
+    rowsProcessed: toBigIntOrNull(r.rows_processed) ?? 0n,
+    rowsTotal: toBigIntOrNull(r.rows_total) ?? 0n,
+    startedAt: text(r.started_at),
+    endedAt: text(r.ended_at),
+    lastUpdateAt: text(r.last_update_at),
+    error: text(r.error),
+    reason: text(r.reason),
+    leaseOwner: text(r.lease_owner),
+    leaseExpiresAt: text(r.lease_expires_at),
+    leaseEpoch: toBigIntOrNull(r.lease_epoch) ?? 0n,
+    pass: toNumberOrNull(r.pass) ?? 0,
+    steps: toBigIntOrNull(r.steps) ?? 0n,
+    batchSize: toNumberOrNull(r.batch_size),
+    rate: toNumberOrNull(r.rate),
+    busyMs: toNumberOrNull(r.busy_ms) ?? 0,
+    verifiedAt: text(r.verified_at),
+    residual: toBigIntOrNull(r.residual),
+  };
+}

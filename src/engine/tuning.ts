@@ -1,0 +1,65 @@
+/** Engine tuning knobs and their defaults (see README "Tuning" for how they were chosen). */
+export interface Tuning {
+  /** Target duration of one step (one write transaction), ms. */
+  readonly stepTargetMs: number;
+  /** Rows in the first step of a run. */
+  readonly initialBatch: number;
+  readonly minBatch: number;
+  readonly maxBatch: number;
+  /** Largest growth factor from one step to the next. */
+  readonly maxGrowth: number;
+  /** Factor applied on overrun or SQLITE_BUSY. */
+  readonly shrinkFactor: number;
+  /** A step counts as an overrun above `overrunFactor × stepTargetMs`. */
+  readonly overrunFactor: number;
+  /** Weight of the newest rate sample in the smoothed rate (0..1]. */
+  readonly rateSmoothing: number;
+  /** Pause between steps so writers waiting on the lock get it, ms. */
+  readonly yieldMs: number;
+  /** How long a lease lives without a step renewing it, ms. */
+  readonly leaseTtlMs: number;
+  /** Time budget of one slice, ms. */
+  readonly sliceBudgetMs: number;
+  /** Back-off after a transient error: first delay, cap (ms) and multiplier. */
+  readonly retryMinMs: number;
+  readonly retryMaxMs: number;
+  /** Verification re-sweeps before a run with rows still needing work is failed. */
+  readonly maxPasses: number;
+}
+
+export const DEFAULT_TUNING: Tuning = Object.freeze({
+  stepTargetMs: 50,
+  initialBatch: 100,
+  minBatch: 1,
+  maxBatch: 200_000,
+  maxGrowth: 2,
+  shrinkFactor: 0.5,
+  overrunFactor: 1.5,
+  rateSmoothing: 0.3,
+  yieldMs: 10,
+  leaseTtlMs: 15_000,
+  sliceBudgetMs: 2_000,
+  retryMinMs: 25,
+  retryMaxMs: 5_000,
+  maxPasses: 3,
+});
+
+/** Merges overrides onto defaults and checks the result; throws a plain `Error` naming the bad knob. */
+export function resolveTuning(...layers: ReadonlyArray<Partial<Tuning> | undefined>): Tuning {
+  const merged: Record<string, number> = { ...DEFAULT_TUNING };
+  for (const layer of layers) {
+    for (const [k, v] of Object.entries(layer ?? {})) if (v !== undefined) merged[k] = v;
+  }
+  const t = merged as unknown as Tuning;
+  const positive = (k: keyof Tuning) => {
+    if (!(Number.isFinite(t[k]) && t[k] > 0))
+      throw new Error(`tuning ${k} must be a positive number, got ${t[k]}`);
+  };
+  for (const k of Object.keys(DEFAULT_TUNING) as (keyof Tuning)[]) if (k !== "yieldMs") positive(k);
+  if (!(t.yieldMs >= 0)) throw new Error(`tuning yieldMs must be ≥ 0, got ${t.yieldMs}`);
+  if (t.minBatch > t.maxBatch) throw new Error("tuning minBatch must not exceed maxBatch");
+  if (t.maxGrowth < 1) throw new Error("tuning maxGrowth must be ≥ 1");
+  if (t.shrinkFactor >= 1) throw new Error("tuning shrinkFactor must be < 1");
+  if (t.rateSmoothing > 1) throw new Error("tuning rateSmoothing must be ≤ 1");
+  return Object.freeze({ ...t });
+}

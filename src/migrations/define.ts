@@ -1,0 +1,171 @@
+/**
+ * The definition API for keyset backfills.
+ *
+ * A migration names its table, its integer key, which rows are candidates (`filter`) and how to change one
+ * key range: either a `set` clause (the common case, run as one UPDATE) or a custom `step` that returns its own
+ * statements. The engine walks the key in ascending `(cursor, upper]` ranges and commits each range together
+ * with its progress in one write batch.
+ */
+import type { InStatement, InValue } from "@libsql/client";
+import { assertIdentifier, MIGRATION_NAME } from "../engine/sql.ts";
+
+/** Per-migration tuning; anything left out falls back to the runner's defaults. */
+export interface MigrationTuning {
+  /** Target duration of one step (one write transaction), in ms. */
+  readonly stepTargetMs?: number;
+  /** Rows in the first step of a run (kept small: nothing is known about the table yet). */
+  readonly initialBatch?: number;
+  readonly minBatch?: number;
+  readonly maxBatch?: number;
+  /** Pause between steps so waiting writers get the lock, in ms. */
+  readonly yieldMs?: number;
+}
+
+/** Something a migration needs before its first step; created idempotently when the run starts. */
+export type Prerequisite =
+  | {
+      readonly kind: "index";
+      readonly name: string;
+      readonly table: string;
+      readonly columns: readonly string[];
+    }
+  | {
+      readonly kind: "column";
+      readonly table: string;
+      readonly column: string;
+      readonly type: "INTEGER" | "TEXT" | "REAL" | "BLOB" | "NUMERIC";
+    };
+
+/**
+ * The key range of one step, for custom steps. `where` is an SQL condition on the migration's key that
+ * selects exactly this step's range; it uses named parameters, so put `args` into the statement's named args.
+ */
+export interface StepRange {
+  /** The key range alone. */
+  readonly where: string;
+  /** The key range and the migration's candidate filter. */
+  readonly candidates: string;
+  readonly args: Readonly<Record<string, InValue>>;
+}
+
+interface BaseDefinition {
+  /** Unique, versioned name, e.g. `tx_last_seen_backfill_v1`. Never reuse a name for a different change. */
+  readonly name: string;
+  readonly description: string;
+  readonly table: string;
+  /** Integer key walked in ascending order: an INTEGER PRIMARY KEY, `rowid`, or a unique INTEGER column. */
+  readonly key?: string;
+  /** SQL condition on a row of `table` selecting candidate rows; default: every row. */
+  readonly filter?: string;
+  /** SQL condition selecting rows that still need work after a run; default: `filter`. */
+  readonly verify?: string;
+  /** Tables that must exist before the migration can start (default: `table`); until then it waits. */
+  readonly requires?: readonly string[];
+  readonly prerequisites?: readonly Prerequisite[];
+  readonly tuning?: MigrationTuning;
+}
+
+/** The common form: one `UPDATE table SET <set> WHERE <range> AND (<filter>)` per step. */
+export interface UpdateMigration extends BaseDefinition {
+  /** The SET clause, e.g. `last_seen = COALESCE((SELECT MAX(timestamp) …), last_seen)`. */
+  readonly set: string;
+  readonly step?: undefined;
+}
+
+/** Any other change: return the statements for one key range; they commit in the step's transaction. */
+export interface CustomMigration extends BaseDefinition {
+  readonly set?: undefined;
+  readonly step: (range: StepRange) => InStatement[];
+}
+
+export type MigrationDefinition = UpdateMigration | CustomMigration;
+
+/** A validated definition with every default applied. */
+export interface ResolvedMigration {
+  readonly definition: MigrationDefinition;
+  readonly name: string;
+  readonly table: string;
+  readonly key: string;
+  readonly filter: string;
+  readonly verify: string;
+  readonly requires: readonly string[];
+  readonly prerequisites: readonly Prerequisite[];
+  readonly tuning: MigrationTuning;
+}
+
+const COLUMN_TYPES = new Set(["INTEGER", "TEXT", "REAL", "BLOB", "NUMERIC"]);
+
+/**
+ * Validates a definition and applies defaults. Throws a plain `Error` naming the migration and the field for
+ * anything that is wrong, before anything is written anywhere.
+ */
+export function resolveMigration(definition: MigrationDefinition): ResolvedMigration {
+  const where = `migration ${JSON.stringify((definition as { name?: unknown })?.name)}`;
+  if (typeof definition !== "object" || definition === null)
+    throw new Error("a migration definition must be an object");
+  if (typeof definition.name !== "string" || !MIGRATION_NAME.test(definition.name)) {
+    throw new Error(`${where}: name must match ${MIGRATION_NAME}`);
+  }
+  const table = assertIdentifier(definition.table, `${where}: table`);
+  const key = assertIdentifier(definition.key ?? "id", `${where}: key`);
+  const hasSet = typeof definition.set === "string" && definition.set.trim() !== "";
+  const hasStep = typeof definition.step === "function";
+  if (hasSet === hasStep)
+    throw new Error(`${where}: give exactly one of "set" (an SQL SET clause) or "step" (a function)`);
+  const filter = optionalSql(definition.filter, `${where}: filter`) ?? "1";
+  const verify = optionalSql(definition.verify, `${where}: verify`) ?? filter;
+  const requires = (definition.requires ?? [table]).map((t, i) =>
+    assertIdentifier(t, `${where}: requires[${i}]`),
+  );
+  const prerequisites = (definition.prerequisites ?? []).map((p, i) =>
+    checkPrerequisite(p, `${where}: prerequisites[${i}]`),
+  );
+  const tuning = checkTuning(definition.tuning ?? {}, `${where}: tuning`);
+  return { definition, name: definition.name, table, key, filter, verify, requires, prerequisites, tuning };
+}
+
+/** Identity function that validates eagerly, so a bad built-in fails at import time. */
+export function defineMigration<T extends MigrationDefinition>(definition: T): T {
+  resolveMigration(definition);
+  return definition;
+}
+
+function optionalSql(value: unknown, what: string): string | undefined {
+  if (value === undefined) return undefined;
+  if (typeof value !== "string" || value.trim() === "")
+    throw new Error(`${what} must be a non-empty SQL condition`);
+  // A condition is spliced into a larger statement; a semicolon would end it early.
+  if (value.includes(";")) throw new Error(`${what} must be a single SQL expression (no ";")`);
+  return value;
+}
+
+function checkPrerequisite(p: Prerequisite, what: string): Prerequisite {
+  if (p?.kind === "index") {
+    assertIdentifier(p.name, `${what}.name`);
+    assertIdentifier(p.table, `${what}.table`);
+    if (!Array.isArray(p.columns) || p.columns.length === 0)
+      throw new Error(`${what}.columns must list columns`);
+    for (const [i, c] of p.columns.entries()) assertIdentifier(c, `${what}.columns[${i}]`);
+    return p;
+  }
+  if (p?.kind === "column") {
+    assertIdentifier(p.table, `${what}.table`);
+    assertIdentifier(p.column, `${what}.column`);
+    if (!COLUMN_TYPES.has(p.type))
+      throw new Error(`${what}.type must be one of ${[...COLUMN_TYPES].join(", ")}`);
+    return p;
+  }
+  throw new Error(`${what}.kind must be "index" or "column"`);
+}
+
+function checkTuning(tuning: MigrationTuning, what: string): MigrationTuning {
+  for (const [field, value] of Object.entries(tuning)) {
+    if (!["stepTargetMs", "initialBatch", "minBatch", "maxBatch", "yieldMs"].includes(field)) {
+      throw new Error(`${what}: unknown field "${field}"`);
+    }
+    const min = field === "yieldMs" ? 0 : 1;
+    if (!Number.isInteger(value) || (value as number) < min)
+      throw new Error(`${what}.${field} must be an integer ≥ ${min}`);
+  }
+  return tuning;
+}

@@ -1,0 +1,103 @@
+/**
+ * Test databases: real libSQL files in temp directories, a small CoreScope schema, and the seed's one-shot
+ * statement as the oracle.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { type Client, createClient } from "@libsql/client";
+
+/** The seed's original one-shot statement; trickle's result must equal it on a quiet database. */
+export const ONE_SHOT_SQL =
+  "UPDATE transmissions SET last_seen = COALESCE((SELECT MAX(timestamp) FROM observations WHERE transmission_id = transmissions.id), last_seen) WHERE last_seen = 0";
+
+export interface TempDb {
+  readonly dir: string;
+  readonly path: string;
+  readonly url: string;
+  /** Opens another client (another connection) to the same file. */
+  open(options?: { timeout?: number }): Client;
+  cleanup(): void;
+}
+
+/** A fresh directory with a database path in it; call `cleanup()` in `afterEach`. */
+export function tempDb(name = "t.db"): TempDb {
+  const dir = mkdtempSync(join(tmpdir(), "trickle-test-"));
+  const path = join(dir, name);
+  const url = `file:${path}`;
+  const clients: Client[] = [];
+  return {
+    dir,
+    path,
+    url,
+    open(options = {}) {
+      const client = createClient({ url, intMode: "bigint", timeout: options.timeout ?? 100 });
+      clients.push(client);
+      return client;
+    },
+    cleanup() {
+      for (const c of clients) c.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** The CoreScope columns the backfill touches (corescope-facts §1), with WAL on. */
+export async function createCoreScopeSchema(client: Client): Promise<void> {
+  await client.execute("PRAGMA journal_mode=WAL");
+  await client.batch(
+    [
+      `CREATE TABLE IF NOT EXISTS transmissions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, raw_hex TEXT NOT NULL DEFAULT '', hash TEXT NOT NULL UNIQUE,
+        first_seen TEXT NOT NULL DEFAULT '2026-06-14T12:00:00Z', last_seen INTEGER NOT NULL DEFAULT 0)`,
+      `CREATE TABLE IF NOT EXISTS observations (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, transmission_id INTEGER NOT NULL REFERENCES transmissions(id),
+        observer_idx INTEGER, path_json TEXT, timestamp INTEGER NOT NULL)`,
+    ],
+    "write",
+  );
+}
+
+export interface TxSpec {
+  readonly id: bigint;
+  readonly lastSeen: bigint;
+  /** Observation timestamps of this transmission (empty = orphan). */
+  readonly timestamps: readonly bigint[];
+}
+
+/** Inserts transmissions with their observations in one transaction. */
+export async function insertCoreScopeRows(client: Client, txs: readonly TxSpec[]): Promise<void> {
+  const statements = txs.flatMap((tx) => [
+    {
+      sql: "INSERT INTO transmissions (id, hash, last_seen) VALUES (?, ?, ?)",
+      args: [tx.id, `h${tx.id}`, tx.lastSeen],
+    },
+    ...tx.timestamps.map((ts) => ({
+      sql: "INSERT INTO observations (transmission_id, timestamp, path_json) VALUES (?, ?, '[]')",
+      args: [tx.id, ts],
+    })),
+  ]);
+  for (let i = 0; i < statements.length; i += 5000)
+    await client.batch(statements.slice(i, i + 5000), "write");
+}
+
+/** `id:last_seen` of every transmission in id order, for comparing results. */
+export async function lastSeenById(client: Client): Promise<string[]> {
+  const result = await client.execute(
+    "SELECT CAST(id AS TEXT) AS id, CAST(last_seen AS TEXT) AS ls FROM transmissions ORDER BY id",
+  );
+  return result.rows.map((r) => `${r.id}:${r.ls}`);
+}
+
+/** Applies the one-shot statement to a copy of `source` and returns that copy's `lastSeenById`. */
+export async function oneShotResult(source: Client, db: TempDb): Promise<string[]> {
+  const copy = join(db.dir, `oracle-${Math.random().toString(36).slice(2)}.db`);
+  await source.execute({ sql: "VACUUM INTO ?", args: [copy] });
+  const oracle = createClient({ url: `file:${copy}`, intMode: "bigint" });
+  try {
+    await oracle.execute(ONE_SHOT_SQL);
+    return await lastSeenById(oracle);
+  } finally {
+    oracle.close();
+  }
+}
