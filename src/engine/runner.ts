@@ -199,7 +199,7 @@ export class Runner {
     const acquired = await this.store.acquireLease(m.name, this.owner, this.tuning.leaseTtlMs);
     if (!acquired) return { outcome: "leased-elsewhere", steps: 0, rows: 0n };
     const { lease } = acquired;
-    const tuning = this.#tuningFor(m);
+    const tuning = this.#tuningFor(m, acquired.row);
     const sizer = new BatchSizer(tuning, {
       size: acquired.row.batchSize ?? tuning.initialBatch,
       rate: acquired.row.rate ?? undefined,
@@ -207,7 +207,7 @@ export class Runner {
     const work = { steps: 0, rows: 0n, unrecordedBusyMs: 0 };
     let outcome: MigrationOutcome;
     try {
-      outcome = await this.#work(plan, lease, acquired.row, sizer, deadline, signal, work);
+      outcome = await this.#work(plan, lease, acquired.row, tuning, sizer, deadline, signal, work);
     } finally {
       await this.store.releaseLease(lease, {
         batchSize: sizer.size,
@@ -222,19 +222,19 @@ export class Runner {
     plan: MigrationPlan,
     lease: Lease,
     startRow: MigrationRow,
+    t: Tuning,
     sizer: BatchSizer,
     deadline: number,
     signal: AbortSignal | undefined,
     work: { steps: number; rows: bigint; unrecordedBusyMs: number },
   ): Promise<MigrationOutcome> {
     const m = plan.migration;
-    const t = this.#tuningFor(m);
     let row = startRow;
     for (;;) {
       if (signal?.aborted) return "stopped";
       try {
         if (row.status === "pending") {
-          const started = await this.#startRun(plan, lease, row, sizer);
+          const started = await this.#startRun(plan, lease, row, t, sizer);
           if (typeof started === "string") return started;
           row = started;
           continue;
@@ -287,7 +287,7 @@ export class Runner {
           return "lease-lost";
         }
         if (error.kind === "deterministic") return this.#fail(lease, error.message);
-        const delayMs = this.#backoff(m.name, error, sizer);
+        const delayMs = this.#backoff(m.name, t, error, sizer);
         await this.store.recordReason(lease, this.#stateOf(m.name).reason);
         if (this.#clock.now() + delayMs >= deadline) return "retrying";
         await this.#clock.sleep(delayMs, signal);
@@ -300,6 +300,7 @@ export class Runner {
     plan: MigrationPlan,
     lease: Lease,
     row: MigrationRow,
+    t: Tuning,
     sizer: BatchSizer,
   ): Promise<MigrationRow | MigrationOutcome> {
     const m = plan.migration;
@@ -315,7 +316,7 @@ export class Runner {
     await plan.ensurePrerequisites(this.#client, this.store, lease);
     // Errors here propagate: a failed bounds read must never look like an empty run (seed review finding).
     const bounds = await plan.readBounds(this.#client);
-    const initial = this.#tuningFor(m).initialBatch;
+    const initial = t.initialBatch;
     await this.store.startRun(lease, { ...bounds, batchSize: initial });
     sizer.reset(initial);
     this.#emit({ type: "run-started", name: m.name, ...bounds });
@@ -338,7 +339,7 @@ export class Runner {
       this.#emit({ type: "done", name: m.name, rowsProcessed: row.rowsProcessed });
       return "done";
     }
-    if (row.pass >= this.tuning.maxPasses) {
+    if (row.pass >= this.#tunings.get(m.name)!.maxPasses) {
       return this.#fail(
         lease,
         `verification found ${residual} rows still needing work after ${row.pass} passes`,
@@ -364,9 +365,9 @@ export class Runner {
   }
 
   /** Records a transient error and returns how long to wait before the next attempt. */
-  #backoff(name: string, error: ClassifiedError, sizer: BatchSizer): number {
+  #backoff(name: string, t: Tuning, error: ClassifiedError, sizer: BatchSizer): number {
     const attempts = this.#stateOf(name).attempts + 1;
-    const base = Math.min(this.tuning.retryMaxMs, this.tuning.retryMinMs * 2 ** Math.min(attempts - 1, 20));
+    const base = Math.min(t.retryMaxMs, t.retryMinMs * 2 ** Math.min(attempts - 1, 20));
     const delayMs = Math.round(base * (0.75 + Math.random() * 0.5));
     sizer.shrink();
     const reason = `${error.code}: ${error.message} (attempt ${attempts}, retrying in ${delayMs} ms)`;
@@ -390,8 +391,15 @@ export class Runner {
       : `waiting: table ${missing.join(", ")} does not exist in this database`;
   }
 
-  #tuningFor(m: ResolvedMigration): Tuning {
-    return this.#tunings.get(m.name) ?? this.tuning;
+  /** Runner defaults, then the definition's tuning, then the operator's live overrides stored in the row. */
+  #tuningFor(m: ResolvedMigration, row: MigrationRow): Tuning {
+    const base = this.#tunings.get(m.name) ?? this.tuning;
+    if (!row.tuning) return base;
+    try {
+      return resolveTuning(base, row.tuning as Partial<Tuning>);
+    } catch {
+      return base; // an override that does not validate is ignored rather than stopping the run
+    }
   }
 
   #stateOf(name: string) {

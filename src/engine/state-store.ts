@@ -50,6 +50,8 @@ const COLUMNS: ReadonlyArray<readonly [name: string, definition: string]> = [
   ["verified_at", "TEXT"],
   ["residual", "INTEGER"],
   ["created_at", "TEXT"],
+  // Live tuning overrides set by an operator (JSON object of Tuning fields); read at every lease acquisition.
+  ["tuning", "TEXT"],
 ];
 
 const FENCE_VIEW = "_async_migrations_fence";
@@ -91,6 +93,8 @@ export interface MigrationRow {
   readonly busyMs: number;
   readonly verifiedAt: string | null;
   readonly residual: bigint | null;
+  /** Operator overrides (`PATCH /api/migrations/:name`); validated again when applied. */
+  readonly tuning: Readonly<Record<string, number>> | null;
 }
 
 /** The right to run one migration, as taken by `acquireLease`. */
@@ -106,7 +110,7 @@ const ROW_COLUMNS = `name, status, CAST(cursor AS TEXT) AS cursor, CAST(min_key 
   CAST(max_key AS TEXT) AS max_key, CAST(rows_processed AS TEXT) AS rows_processed,
   CAST(rows_total AS TEXT) AS rows_total, started_at, ended_at, last_update_at, error, reason, lease_owner,
   lease_expires_at, CAST(lease_epoch AS TEXT) AS lease_epoch, pass, CAST(steps AS TEXT) AS steps, batch_size, rate,
-  busy_ms, verified_at, CAST(residual AS TEXT) AS residual`;
+  busy_ms, verified_at, CAST(residual AS TEXT) AS residual, tuning`;
 const SELECT_ROW = `SELECT ${ROW_COLUMNS} FROM ${STATE_TABLE}`;
 
 export type ControlAction = "pause" | "resume" | "cancel" | "retry";
@@ -345,6 +349,26 @@ export class StateStore {
     return { status: "ok", name, from: before.status, to: String(after.status) as MigrationStatus };
   }
 
+  /**
+   * Stores live tuning overrides (merged into the existing ones; `null` clears a field). The runner applies
+   * them from its next lease acquisition. Returns false if there is no such migration.
+   */
+  async setTuning(name: string, patch: Readonly<Record<string, number | null>>): Promise<boolean> {
+    const row = await this.get(name);
+    if (!row) return false;
+    const merged: Record<string, number> = { ...(row.tuning ?? {}) };
+    for (const [k, v] of Object.entries(patch)) {
+      if (v === null) delete merged[k];
+      else merged[k] = v;
+    }
+    const value = Object.keys(merged).length === 0 ? null : JSON.stringify(merged);
+    const result = await this.#client.execute({
+      sql: `UPDATE ${STATE_TABLE} SET tuning = ? WHERE name = ?`,
+      args: [value, name],
+    });
+    return result.rowsAffected === 1;
+  }
+
   /** Names of the tables among `names` that exist in this database. */
   async existingTables(names: readonly string[]): Promise<Set<string>> {
     if (names.length === 0) return new Set();
@@ -353,6 +377,20 @@ export class StateStore {
       args: [...names],
     });
     return new Set(result.rows.map((r) => String(r.name)));
+  }
+}
+
+function parseTuning(value: InValue | undefined): Record<string, number> | null {
+  if (typeof value !== "string" || value === "") return null;
+  try {
+    const parsed: unknown = JSON.parse(value);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) return null;
+    return Object.fromEntries(Object.entries(parsed).filter(([, v]) => typeof v === "number")) as Record<
+      string,
+      number
+    >;
+  } catch {
+    return null; // a hand-edited, unreadable value must not stop the run; defaults apply
   }
 }
 
@@ -398,5 +436,6 @@ function toMigrationRow(r: Row): MigrationRow {
     busyMs: toNumberOrNull(r.busy_ms) ?? 0,
     verifiedAt: text(r.verified_at),
     residual: toBigIntOrNull(r.residual),
+    tuning: parseTuning(r.tuning),
   };
 }
