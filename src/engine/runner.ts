@@ -331,6 +331,7 @@ export class Runner {
     work: { unrecordedBusyMs: number },
   ): Promise<MigrationRow | MigrationOutcome> {
     const m = plan.migration;
+    await this.store.renew(lease);
     const residual = await plan.readResidual(this.#client, row.minKey, row.maxKey);
     if (residual === 0n) {
       await this.store.markDone(lease, work.unrecordedBusyMs);

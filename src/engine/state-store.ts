@@ -250,6 +250,11 @@ export class StateStore {
     await this.#client.batch([this.fence(lease), ...statements], "write");
   }
 
+  /** Extends the lease before a long read (verification), so the run is not taken over in the middle of it. */
+  async renew(lease: Lease): Promise<void> {
+    await this.fenced(lease, [{ sql: `UPDATE ${STATE_TABLE} SET ${this.renewal(lease)} WHERE name = ?`, args: [lease.name] }]);
+  }
+
   /** Records why a pending migration cannot start yet (its tables are missing…); stays `pending`. */
   async recordWaiting(lease: Lease, reason: string): Promise<void> {
     await this.fenced(lease, [
