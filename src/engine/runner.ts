@@ -230,9 +230,20 @@ export class Runner {
   ): Promise<MigrationOutcome> {
     const m = plan.migration;
     let row = startRow;
+    let reload = false;
     for (;;) {
       if (signal?.aborted) return "stopped";
       try {
+        if (reload) {
+          // The failed attempt may have committed with its answer lost (a dropped connection, a 5xx after
+          // COMMIT): continue from the stored row, never from memory, or that range would be applied twice.
+          const fresh = await this.store.get(m.name);
+          if (!fresh || fresh.leaseOwner !== lease.owner || fresh.leaseEpoch !== lease.epoch) {
+            throw new LeaseLostError(m.name);
+          }
+          row = fresh;
+          reload = false;
+        }
         if (row.status === "pending") {
           const started = await this.#startRun(plan, lease, row, t, sizer);
           if (typeof started === "string") return started;
@@ -287,6 +298,7 @@ export class Runner {
           return "lease-lost";
         }
         if (error.kind === "deterministic") return this.#fail(lease, error.message);
+        reload = true;
         const delayMs = this.#backoff(m.name, t, error, sizer);
         await this.store.recordReason(lease, this.#stateOf(m.name).reason);
         if (this.#clock.now() + delayMs >= deadline) return "retrying";
