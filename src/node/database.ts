@@ -67,7 +67,8 @@ function checkUrl(url: string): void {
   } catch {
     throw new Error(`DATABASE_URL is not a valid ${scheme}: URL`);
   }
-  if (host === "") throw new Error(`DATABASE_URL (${scheme}:) must name a host, e.g. ${scheme}://db.example.com`);
+  if (host === "")
+    throw new Error(`DATABASE_URL (${scheme}:) must name a host, e.g. ${scheme}://db.example.com`);
 }
 
 /**

@@ -1,0 +1,236 @@
+/**
+ * Command-line parsing for `trickle`, by hand: a few commands with a few typed flags each. Anything unknown or
+ * malformed is a `UsageError` whose message names the command, flag or value at fault.
+ */
+
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "UsageError";
+  }
+}
+
+export const CONTROL_ACTIONS = ["pause", "resume", "cancel", "retry"] as const;
+export type ControlCommandName = (typeof CONTROL_ACTIONS)[number];
+
+export type Command =
+  | { readonly name: "help" }
+  | {
+      readonly name: "seed";
+      readonly transmissions: number;
+      readonly observations: number;
+      readonly legacyFraction: number;
+      readonly seed: number;
+    }
+  | { readonly name: "status"; readonly json: boolean }
+  | {
+      readonly name: "run";
+      readonly untilDone: boolean;
+      readonly budgetMs: number | undefined;
+      readonly migrations: string | undefined;
+    }
+  | {
+      readonly name: "verify";
+      readonly migration: string | undefined;
+      readonly migrations: string | undefined;
+    }
+  | {
+      readonly name: "dry-run";
+      readonly migration: string | undefined;
+      readonly migrations: string | undefined;
+    }
+  | {
+      readonly name: ControlCommandName;
+      readonly migration: string;
+      readonly migrations: string | undefined;
+    };
+
+export const USAGE = `Usage: npm run trickle -- <command> [options]
+
+Commands:
+  seed [--transmissions N] [--observations M] [--legacy-fraction F] [--seed S]
+        Create the CoreScope schema and fill it with synthetic data (the database must be empty).
+        Defaults: 71000 transmissions, 1500000 observations, legacy fraction 0.9, seed 1.
+  status [--json]
+        Show every migration: status, rows, percent, rate, ETA, reason or error, lease owner.
+  run [--until-done] [--budget-ms N] [--migrations a,b|all]
+        Run one time-budgeted slice of the enabled migrations, or slices until no runnable work is left.
+  verify [name] [--migrations a,b|all]
+        Count rows that still need work (whole table); exit 1 unless every count is 0.
+  dry-run [name] [--migrations a,b|all]
+        Show what a run would cover (candidate rows, key range) without writing anything.
+  pause|resume|cancel|retry <name>
+        Change a migration's status.
+  help  Show this text.
+
+Environment:
+  DATABASE_URL             file:…, libsql://…, http(s)://…, ws(s)://… (default file:data/trickle.db)
+  DATABASE_AUTH_TOKEN      token for a remote database
+  TRICKLE_BUSY_TIMEOUT_MS  busy timeout of local connections in ms (default 100)
+  TRICKLE_MIGRATIONS       enabled migrations: comma-separated names or "all" (default tx_last_seen_backfill_v1)
+
+Exit codes: 0 ok, 1 failed/conflict/work left, 2 usage or configuration error.`;
+
+type FlagKind = "boolean" | "integer" | "fraction" | "string";
+
+interface FlagSpec {
+  readonly kind: FlagKind;
+  /** Smallest accepted integer. */
+  readonly min?: number;
+}
+
+interface CommandSpec {
+  readonly flags: Readonly<Record<string, FlagSpec>>;
+  /** Names of positional arguments; `?` marks an optional one. */
+  readonly positionals: readonly string[];
+}
+
+const MIGRATIONS_FLAG: FlagSpec = { kind: "string" };
+
+const SPECS: Readonly<Record<string, CommandSpec>> = {
+  help: { flags: {}, positionals: [] },
+  seed: {
+    flags: {
+      transmissions: { kind: "integer", min: 0 },
+      observations: { kind: "integer", min: 0 },
+      "legacy-fraction": { kind: "fraction" },
+      seed: { kind: "integer", min: Number.MIN_SAFE_INTEGER },
+    },
+    positionals: [],
+  },
+  status: { flags: { json: { kind: "boolean" } }, positionals: [] },
+  run: {
+    flags: {
+      "until-done": { kind: "boolean" },
+      "budget-ms": { kind: "integer", min: 1 },
+      migrations: MIGRATIONS_FLAG,
+    },
+    positionals: [],
+  },
+  verify: { flags: { migrations: MIGRATIONS_FLAG }, positionals: ["name?"] },
+  "dry-run": { flags: { migrations: MIGRATIONS_FLAG }, positionals: ["name?"] },
+  ...Object.fromEntries(
+    CONTROL_ACTIONS.map((action) => [
+      action,
+      { flags: { migrations: MIGRATIONS_FLAG }, positionals: ["name"] },
+    ]),
+  ),
+};
+
+type FlagValue = boolean | number | string;
+
+/** Parses `argv` (without `node` and the script). Throws `UsageError` for anything it does not accept. */
+export function parseCommand(argv: readonly string[]): Command {
+  if (argv.length === 0) throw new UsageError("missing command");
+  if (argv.includes("--help") || argv.includes("-h")) return { name: "help" };
+  const [name, ...rest] = argv as [string, ...string[]];
+  const spec = SPECS[name];
+  if (!spec || !Object.hasOwn(SPECS, name)) {
+    throw new UsageError(
+      name.startsWith("-") ? `expected a command before ${name}` : `unknown command "${name}"`,
+    );
+  }
+  const { flags, positionals } = tokenize(name, spec, rest);
+  const numeric = (flag: string, fallback: number) => (flags.get(flag) as number | undefined) ?? fallback;
+  const text = (flag: string) => flags.get(flag) as string | undefined;
+  switch (name) {
+    case "help":
+      return { name: "help" };
+    case "seed":
+      return {
+        name: "seed",
+        transmissions: numeric("transmissions", 71_000),
+        observations: numeric("observations", 1_500_000),
+        legacyFraction: numeric("legacy-fraction", 0.9),
+        seed: numeric("seed", 1),
+      };
+    case "status":
+      return { name: "status", json: flags.get("json") === true };
+    case "run":
+      return {
+        name: "run",
+        untilDone: flags.get("until-done") === true,
+        budgetMs: flags.get("budget-ms") as number | undefined,
+        migrations: text("migrations"),
+      };
+    case "verify":
+    case "dry-run":
+      return { name, migration: positionals[0], migrations: text("migrations") };
+    default:
+      return { name: name as ControlCommandName, migration: positionals[0]!, migrations: text("migrations") };
+  }
+}
+
+function tokenize(
+  command: string,
+  spec: CommandSpec,
+  args: readonly string[],
+): { flags: Map<string, FlagValue>; positionals: string[] } {
+  const flags = new Map<string, FlagValue>();
+  const positionals: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (!arg.startsWith("--")) {
+      if (arg.startsWith("-") && arg !== "-") throw new UsageError(`unknown option ${arg} for "${command}"`);
+      positionals.push(arg);
+      continue;
+    }
+    const eq = arg.indexOf("=");
+    const flag = arg.slice(2, eq === -1 ? undefined : eq);
+    const flagSpec = Object.hasOwn(spec.flags, flag) ? spec.flags[flag] : undefined;
+    if (!flagSpec) throw new UsageError(`unknown option --${flag} for "${command}"`);
+    if (flags.has(flag)) throw new UsageError(`option --${flag} given twice`);
+    if (flagSpec.kind === "boolean") {
+      if (eq !== -1) throw new UsageError(`option --${flag} takes no value`);
+      flags.set(flag, true);
+      continue;
+    }
+    let raw: string;
+    if (eq !== -1) {
+      raw = arg.slice(eq + 1);
+    } else {
+      const next = args[i + 1];
+      if (next === undefined || next.startsWith("--")) throw new UsageError(`option --${flag} needs a value`);
+      raw = next;
+      i++;
+    }
+    flags.set(flag, parseValue(flag, flagSpec, raw));
+  }
+  const required = spec.positionals.filter((p) => !p.endsWith("?"));
+  if (positionals.length < required.length) {
+    throw new UsageError(`"${command}" needs <${required[positionals.length]}>`);
+  }
+  if (positionals.length > spec.positionals.length) {
+    throw new UsageError(`unexpected argument "${positionals[spec.positionals.length]}" for "${command}"`);
+  }
+  return { flags, positionals };
+}
+
+function parseValue(flag: string, spec: FlagSpec, raw: string): FlagValue {
+  const value = raw.trim();
+  switch (spec.kind) {
+    case "integer": {
+      // Digits only (underscores allowed as separators: 1_500_000); no floats, exponents or hex.
+      const digits = value.replaceAll("_", "");
+      const n = Number(digits);
+      const min = spec.min ?? 0;
+      if (!/^-?\d+$/.test(digits) || !Number.isSafeInteger(n) || n < min) {
+        const bound = min === Number.MIN_SAFE_INTEGER ? "an integer" : `an integer ≥ ${min}`;
+        throw new UsageError(`option --${flag} must be ${bound}, got ${JSON.stringify(raw)}`);
+      }
+      return n;
+    }
+    case "fraction": {
+      const n = Number(value);
+      if (value === "" || !/^[0-9.]+$/.test(value) || !(n >= 0 && n <= 1)) {
+        throw new UsageError(`option --${flag} must be a number between 0 and 1, got ${JSON.stringify(raw)}`);
+      }
+      return n;
+    }
+    case "string":
+      if (value === "") throw new UsageError(`option --${flag} needs a non-empty value`);
+      return value;
+    default:
+      return true;
+  }
+}
