@@ -5,6 +5,7 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Client } from "@libsql/client";
+import { MigrationControls } from "../engine/controls.ts";
 import type { RunnerEvent } from "../engine/events.ts";
 import { MigrationPlan } from "../engine/plan.ts";
 import { Runner } from "../engine/runner.ts";
@@ -433,7 +434,9 @@ export async function controlCommand(
 ): Promise<number> {
   const runner = new Runner({ client, migrations });
   await runner.init();
-  const result = await runner.store.control(name, action);
+  // Through MigrationControls so that CLI actions land in the same audit trail as the control API's.
+  const controls = new MigrationControls({ client, migrations, tuning: runner.tuning, source: "cli" });
+  const result = await controls.act(name, action);
   switch (result.status) {
     case "ok":
       out(`${name}: ${result.from} → ${result.to}`);

@@ -137,7 +137,8 @@ export class Runner {
   /** Runs one slice of at most `budgetMs` (default: the tuning's slice budget). */
   async runSlice(budgetMs: number = this.tuning.sliceBudgetMs, signal?: AbortSignal): Promise<SliceResult> {
     await this.init();
-    const deadline = this.#clock.now() + budgetMs;
+    const began = this.#clock.now();
+    const deadline = began + budgetMs;
     const rows = await this.store.list();
     const runnable = rows
       .filter((row) => this.#plans.has(row.name) && RUNNABLE.has(row.status))
@@ -152,7 +153,7 @@ export class Runner {
         continue;
       }
       const plan = this.#plans.get(row.name)!;
-      const result = await this.#runMigration(plan, row, deadline, signal);
+      const result = await this.#runMigration(plan, row, began, deadline, signal);
       steps += result.steps;
       processed += result.rows;
       outcomes.push({ name: row.name, outcome: result.outcome });
@@ -184,7 +185,8 @@ export class Runner {
   async #runMigration(
     plan: MigrationPlan,
     row: MigrationRow,
-    deadline: number,
+    sliceBegan: number,
+    sliceDeadline: number,
     signal: AbortSignal | undefined,
   ): Promise<{ outcome: MigrationOutcome; steps: number; rows: bigint }> {
     const m = plan.migration;
@@ -200,6 +202,8 @@ export class Runner {
     if (!acquired) return { outcome: "leased-elsewhere", steps: 0, rows: 0n };
     const { lease } = acquired;
     const tuning = this.#tuningFor(m, acquired.row);
+    // A live sliceBudgetMs override can only shorten this slice: the caller's budget is a hard limit.
+    const deadline = Math.min(sliceDeadline, sliceBegan + tuning.sliceBudgetMs);
     const sizer = new BatchSizer(tuning, {
       size: acquired.row.batchSize ?? tuning.initialBatch,
       rate: acquired.row.rate ?? undefined,

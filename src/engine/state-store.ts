@@ -252,7 +252,9 @@ export class StateStore {
 
   /** Extends the lease before a long read (verification), so the run is not taken over in the middle of it. */
   async renew(lease: Lease): Promise<void> {
-    await this.fenced(lease, [{ sql: `UPDATE ${STATE_TABLE} SET ${this.renewal(lease)} WHERE name = ?`, args: [lease.name] }]);
+    await this.fenced(lease, [
+      { sql: `UPDATE ${STATE_TABLE} SET ${this.renewal(lease)} WHERE name = ?`, args: [lease.name] },
+    ]);
   }
 
   /** Records why a pending migration cannot start yet (its tables are missing…); stays `pending`. */

@@ -1,0 +1,309 @@
+/**
+ * The Node runtime: HTTP on the main thread, the engine in a worker thread (src/node/runner-worker.ts) with its
+ * own connection. Used by `npm start` (src/node.ts) and `npm run demo` (src/cli/demo.ts).
+ *
+ * The main thread owns a second client for the small things: start-up checks and registration, snapshot
+ * reads when the worker has published nothing fresh (idle), and control writes. The worker publishes
+ * snapshots by message; control routes write through the main client and then ask the worker to refresh;
+ * `/api/tick` and dry-runs are forwarded to the worker, so no long statement ever runs on the HTTP thread.
+ */
+import { randomUUID } from "node:crypto";
+import type { Server } from "node:http";
+import { hostname } from "node:os";
+import { Worker } from "node:worker_threads";
+import { serve } from "@hono/node-server";
+import { createApp } from "../app.ts";
+import { type Env, loadConfig } from "../config.ts";
+import { type DryRunReport, MigrationControls } from "../engine/controls.ts";
+import type { SliceResult } from "../engine/runner.ts";
+import { Runner } from "../engine/runner.ts";
+import { SchedulerStoppedError } from "../engine/scheduler.ts";
+import { StateStore } from "../engine/state-store.ts";
+import { buildSnapshot, type Snapshot, SnapshotCache } from "../progress/snapshot.ts";
+import { databaseConfigFromEnv, openDatabase } from "./database.ts";
+import type { FromWorker, ToWorker, WorkerConfig } from "./protocol.ts";
+
+export interface NodeServerOptions {
+  /** Default: `process.env`. */
+  readonly env?: Env;
+  /** Stop gracefully and exit 0 on SIGTERM/SIGINT. */
+  readonly handleSignals?: boolean;
+  /** One line per state change. Default: stdout. */
+  readonly log?: (line: string) => void;
+  /** The engine worker died, or stopping failed. Default: log and exit 1. */
+  readonly onFatal?: (message: string) => void;
+}
+
+export interface NodeServer {
+  readonly port: number;
+  /** `http://localhost:<port>/`, the status page. */
+  readonly url: string;
+  /** Stops serving, stops the engine (in-flight step finishes, lease released), closes the clients. */
+  stop(): Promise<void>;
+}
+
+/** How long `stop()` waits for the worker before terminating it (a step is ~50 ms; this is a safety net). */
+const WORKER_STOP_TIMEOUT_MS = 10_000;
+
+export async function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
+  const env = options.env ?? process.env;
+  const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const config = loadConfig(env);
+  const database = databaseConfigFromEnv(env);
+
+  const client = await openDatabase(database);
+  try {
+    // Static problems in a definition (a key that is not an integer…) stop the start here, before serving.
+    await new Runner({ client, migrations: config.migrations, tuning: config.tuning }).init();
+  } catch (error) {
+    client.close();
+    throw error;
+  }
+
+  const names = config.migrations.map((m) => m.name);
+  const store = new StateStore(client);
+  let fromWorker: Snapshot | undefined;
+  const snapshots = new SnapshotCache({
+    ttlMs: config.snapshotTtlMs,
+    // While the worker is idle it publishes nothing; read here, keeping the step history it last sent.
+    read: async () =>
+      buildSnapshot(await store.list(), {
+        names,
+        takenAt: Date.now(),
+        ...(fromWorker?.steps ? { steps: fromWorker.steps } : {}),
+        ...(fromWorker?.stepHistogram ? { stepHistogram: fromWorker.stepHistogram } : {}),
+      }),
+  });
+
+  let fatal: ((message: string) => void) | undefined;
+  const engine = new EngineWorker(
+    {
+      database,
+      migrationNames: names,
+      tuning: config.tuning,
+      tickMs: config.tickMs,
+      owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+    },
+    {
+      onSnapshot: (snapshot) => {
+        fromWorker = snapshot;
+        snapshots.publish(snapshot);
+      },
+      log,
+      onUnexpectedExit: (code) => fatal?.(`trickle: the engine worker exited unexpectedly (code ${code})`),
+    },
+  );
+
+  const controls = new MigrationControls({
+    client,
+    migrations: config.migrations,
+    tuning: config.tuning,
+    source: "http",
+    onChange: () => {
+      snapshots.invalidate();
+      engine.refresh();
+    },
+    dryRun: (name) => engine.dryRun(name),
+  });
+
+  const app = createApp({
+    config: {
+      adminToken: config.adminToken,
+      cronSecret: config.cronSecret,
+      sliceBudgetMs: config.tuning.sliceBudgetMs,
+    },
+    snapshots,
+    controls,
+    tick: (budgetMs) => engine.tick(budgetMs),
+  });
+
+  let server: Server;
+  let port: number;
+  try {
+    ({ server, port } = await listen(app.fetch, config.port));
+  } catch (error) {
+    await engine.stop();
+    client.close();
+    throw error;
+  }
+  const url = `http://localhost:${port}/`;
+  log(`trickle: serving on ${url} (migrations: ${names.join(", ") || "none"})`);
+
+  let stopping: Promise<void> | undefined;
+  const stop = () => {
+    stopping ??= (async () => {
+      // Stop accepting first; requests in progress still get their answers from the main client.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      server.closeIdleConnections();
+      await engine.stop();
+      client.close();
+      await Promise.race([closed, delay(1000)]);
+      server.closeAllConnections();
+    })();
+    return stopping;
+  };
+
+  fatal =
+    options.onFatal ??
+    ((message) => {
+      log(message);
+      void stop().finally(() => process.exit(1));
+    });
+
+  if (options.handleSignals) {
+    const onSignal = (signal: NodeJS.Signals) => {
+      log(`trickle: ${signal} received; finishing the step in flight and releasing leases`);
+      stop().then(
+        () => {
+          log("trickle: stopped");
+          process.exit(0);
+        },
+        (error: unknown) => {
+          log(`trickle: stopping failed: ${(error as Error)?.message ?? String(error)}`);
+          process.exit(1);
+        },
+      );
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  }
+
+  return { port, url, stop };
+}
+
+function listen(
+  fetch: (request: Request) => Response | Promise<Response>,
+  port: number,
+): Promise<{ server: Server; port: number }> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch, port }, (info) => {
+      server.off("error", reject);
+      resolve({ server: server as Server, port: info.port });
+    });
+    server.once("error", reject);
+  });
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+/**
+ * Starts the worker thread. Under tsx (`npm start` runs `tsx src/node.ts`) the entry is TypeScript, and on
+ * Node 20 the loader that tsx passes through `execArgv` is not yet active when a worker resolves its entry
+ * module, so a tiny bootstrap registers tsx's ESM loader inside the worker first and then imports the entry.
+ */
+function startWorker(entry: URL, config: WorkerConfig): Worker {
+  const options = { workerData: config, execArgv: [...process.execArgv] };
+  if (!entry.pathname.endsWith(".ts")) return new Worker(entry, options);
+  const loader = import.meta.resolve("tsx/esm/api");
+  const bootstrap = `import(${JSON.stringify(loader)})
+    .then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); })
+    .catch((error) => { console.error(error); process.exit(1); });`;
+  return new Worker(bootstrap, { ...options, eval: true });
+}
+
+/** The engine worker seen from the main thread: request/response over messages, and a graceful stop. */
+class EngineWorker {
+  readonly #worker: Worker;
+  readonly #pending = new Map<number, { resolve: (value: never) => void; reject: (error: Error) => void }>();
+  #nextId = 1;
+  #stopping = false;
+  readonly #exited: Promise<number>;
+  readonly #stopped: Promise<void>;
+
+  constructor(
+    config: WorkerConfig,
+    handlers: {
+      onSnapshot: (snapshot: Snapshot) => void;
+      log: (line: string) => void;
+      onUnexpectedExit: (code: number) => void;
+    },
+  ) {
+    this.#worker = startWorker(new URL("./runner-worker.ts", import.meta.url), config);
+    let markStopped!: () => void;
+    this.#stopped = new Promise((resolve) => {
+      markStopped = resolve;
+    });
+    this.#worker.on("message", (message: FromWorker) => {
+      switch (message.type) {
+        case "snapshot":
+          handlers.onSnapshot(message.snapshot);
+          return;
+        case "log":
+          handlers.log(message.line);
+          return;
+        case "tick-result":
+          this.#settle(message.id, message.result);
+          return;
+        case "dry-run-result":
+          this.#settle(message.id, message.report);
+          return;
+        case "request-failed":
+          this.#fail(message.id, message.stopping ? new SchedulerStoppedError() : new Error(message.message));
+          return;
+        case "stopped":
+          markStopped();
+          return;
+        case "ready":
+          return;
+      }
+    });
+    this.#worker.on("error", (error) => handlers.log(`trickle: engine worker error: ${error.message}`));
+    this.#exited = new Promise((resolve) => {
+      this.#worker.once("exit", (code) => {
+        markStopped();
+        for (const id of [...this.#pending.keys()]) this.#fail(id, new SchedulerStoppedError());
+        if (!this.#stopping) handlers.onUnexpectedExit(code);
+        resolve(code);
+      });
+    });
+  }
+
+  tick(budgetMs: number): Promise<SliceResult> {
+    return this.#request<SliceResult>((id) => ({ type: "tick", id, budgetMs }));
+  }
+
+  dryRun(name: string): Promise<DryRunReport> {
+    return this.#request<DryRunReport>((id) => ({ type: "dry-run", id, name }));
+  }
+
+  refresh(): void {
+    if (!this.#stopping) this.#worker.postMessage({ type: "refresh" } satisfies ToWorker);
+  }
+
+  /** Asks the worker to stop and waits for it (terminating it after a timeout). */
+  async stop(): Promise<void> {
+    if (!this.#stopping) {
+      this.#stopping = true;
+      this.#worker.postMessage({ type: "stop" } satisfies ToWorker);
+    }
+    const finished = await Promise.race([
+      this.#stopped.then(() => true),
+      delay(WORKER_STOP_TIMEOUT_MS).then(() => false),
+    ]);
+    if (!finished) await this.#worker.terminate();
+    await Promise.race([this.#exited, delay(1000)]);
+  }
+
+  #request<T>(message: (id: number) => ToWorker): Promise<T> {
+    if (this.#stopping) return Promise.reject(new SchedulerStoppedError());
+    const id = this.#nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (value: never) => void, reject });
+      this.#worker.postMessage(message(id));
+    });
+  }
+
+  #settle(id: number, value: unknown): void {
+    const pending = this.#pending.get(id);
+    this.#pending.delete(id);
+    pending?.resolve(value as never);
+  }
+
+  #fail(id: number, error: Error): void {
+    const pending = this.#pending.get(id);
+    this.#pending.delete(id);
+    pending?.reject(error);
+  }
+}

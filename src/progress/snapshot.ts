@@ -1,0 +1,470 @@
+/**
+ * Progress snapshots: the computed, cached view of all migrations that `/api/healthz`, `/api/perf`, `/metrics`
+ * and the status page serve (invariant 7).
+ *
+ * A snapshot is built from `_async_migrations` rows plus what a runner knows in-process (why it waits, its
+ * batch size, recent steps). Whoever runs the engine publishes snapshots into a `SnapshotCache`; the read routes
+ * take them from there and never wait on the writer. When no fresh published snapshot is at hand, the cache
+ * reads the table itself — at most once per TTL per process, one read shared by all concurrent callers, errors
+ * not cached — and if that read fails it answers a fail-closed snapshot carrying the error.
+ *
+ * Counters (`rowsProcessed`, `rowsTotal`, `steps`, keys) are JSON numbers while they are safe integers and
+ * decimal strings beyond 2^53 − 1, so no client ever sees a rounded count (invariant 8).
+ */
+import type { RunnerEvent } from "../engine/events.ts";
+import type { RunnerMigrationState } from "../engine/runner.ts";
+import type { MigrationRow } from "../engine/state-store.ts";
+import { computeProgress } from "./rate.ts";
+
+/** Statuses the service reports. Anything else found in the table (older versions, hand edits) is `unknown`. */
+export type ReportedStatus = "pending" | "running" | "paused" | "done" | "failed" | "cancelled" | "unknown";
+export const REPORTED_STATUSES: readonly ReportedStatus[] = [
+  "pending",
+  "running",
+  "paused",
+  "done",
+  "failed",
+  "cancelled",
+  "unknown",
+];
+
+/** An exact integer for JSON: a number while it is safe, else its decimal text. */
+export type JsonInteger = number | string;
+
+export function jsonInteger(value: bigint): JsonInteger {
+  return value <= BigInt(Number.MAX_SAFE_INTEGER) && value >= BigInt(Number.MIN_SAFE_INTEGER)
+    ? Number(value)
+    : value.toString();
+}
+
+export function jsonIntegerOrNull(value: bigint | null): JsonInteger | null {
+  return value === null ? null : jsonInteger(value);
+}
+
+/** One migration as `/api/perf` (`asyncMigrations`) and `/api/healthz` (`async_migrations`) list it. */
+export interface MigrationInfo {
+  readonly name: string;
+  readonly status: ReportedStatus;
+  readonly rowsProcessed: JsonInteger;
+  readonly rowsTotal: JsonInteger;
+  /** Rows per second over wall time since the run started. */
+  readonly rate: number;
+  /** Seconds left at `rate`; null when unknown or not running. */
+  readonly etaSeconds: number | null;
+  readonly elapsedSeconds: number;
+  /** The failure message; only set while the migration is `failed`. */
+  readonly errorMessage: string | null;
+  readonly startedAt: string | null;
+  readonly endedAt: string | null;
+  readonly lastUpdateAt: string | null;
+  /** 0..100 */
+  readonly percent: number;
+  /** Rows per second of time spent inside steps. */
+  readonly busyRate: number;
+  /** Why it is not moving (waiting for a table, retrying after a transient error…), or null. */
+  readonly reason: string | null;
+  readonly batchSize: number | null;
+  readonly leaseOwner: string | null;
+  /** Verification pass of the current run (0 before the run starts). */
+  readonly pass: number;
+  readonly steps: JsonInteger;
+}
+
+/** One committed step, as the runner reported it. */
+export interface StepRecord {
+  /** Wall-clock time of the step's end, ISO-8601. */
+  readonly at: string;
+  readonly batchSize: number;
+  readonly rows: JsonInteger;
+  readonly rowsProcessed: JsonInteger;
+  readonly durationMs: number;
+}
+
+/** Upper bounds (seconds) of the step-duration histogram buckets; `+Inf` is implied. */
+export const STEP_DURATION_BUCKETS: readonly number[] = [
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
+
+/** A Prometheus-style histogram of step durations for one migration (cumulative per bucket). */
+export interface StepHistogram {
+  /** Count of steps with duration ≤ each `STEP_DURATION_BUCKETS` entry (same order, cumulative). */
+  readonly buckets: readonly number[];
+  readonly count: number;
+  readonly sumSeconds: number;
+}
+
+export interface Snapshot {
+  /** Wall-clock ms (`Date.now()`) when the state was read. */
+  readonly takenAt: number;
+  readonly migrations: readonly MigrationInfo[];
+  /** Set when the state could not be read; the snapshot then fails closed (see `isMigrationRunning`). */
+  readonly error?: string;
+  /** Recent steps per migration, newest last (only where a runner published them). */
+  readonly steps?: Readonly<Record<string, readonly StepRecord[]>>;
+  readonly stepHistogram?: Readonly<Record<string, StepHistogram>>;
+}
+
+const KNOWN = new Set<string>(REPORTED_STATUSES.filter((s) => s !== "unknown"));
+
+/** Maps a stored status to a reported one; unknown values never become `running`. */
+export function reportedStatus(stored: string): ReportedStatus {
+  return KNOWN.has(stored) ? (stored as ReportedStatus) : "unknown";
+}
+
+/** Builds the reported view of one row (and, when the runner lives in this process, its in-memory state). */
+export function migrationInfo(
+  row: MigrationRow,
+  nowMs: number,
+  runner?: Pick<RunnerMigrationState, "reason" | "batchSize">,
+): MigrationInfo {
+  const status = reportedStatus(row.status);
+  const figures = computeProgress(
+    {
+      status,
+      rowsProcessed: row.rowsProcessed,
+      rowsTotal: row.rowsTotal,
+      startedAt: row.startedAt,
+      endedAt: row.endedAt,
+      busyMs: row.busyMs,
+    },
+    nowMs,
+  );
+  return {
+    name: row.name,
+    status,
+    rowsProcessed: jsonInteger(row.rowsProcessed),
+    rowsTotal: jsonInteger(row.rowsTotal),
+    rate: round(figures.rate, 3),
+    etaSeconds: figures.etaSeconds === null ? null : round(figures.etaSeconds, 1),
+    elapsedSeconds: round(figures.elapsedSeconds, 3),
+    errorMessage: status === "failed" ? (row.error ?? "unknown error") : null,
+    startedAt: row.startedAt,
+    endedAt: row.endedAt,
+    lastUpdateAt: row.lastUpdateAt,
+    percent: round(figures.percent, 2),
+    busyRate: round(figures.busyRate, 3),
+    reason: runner?.reason ?? row.reason,
+    batchSize: runner?.batchSize ?? row.batchSize,
+    leaseOwner: row.leaseOwner,
+    pass: row.pass,
+    steps: jsonInteger(row.steps),
+  };
+}
+
+function round(value: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+/**
+ * Builds a snapshot from rows. Only the migrations this service registered are listed, in registration
+ * order: a row left behind by a migration that is no longer configured cannot pin the warm-up banner.
+ */
+export function buildSnapshot(
+  rows: readonly MigrationRow[],
+  options: {
+    readonly names: readonly string[];
+    readonly takenAt: number;
+    readonly runnerState?: readonly RunnerMigrationState[];
+    readonly steps?: Readonly<Record<string, readonly StepRecord[]>>;
+    readonly stepHistogram?: Readonly<Record<string, StepHistogram>>;
+  },
+): Snapshot {
+  const byName = new Map(rows.map((r) => [r.name, r]));
+  const state = new Map((options.runnerState ?? []).map((s) => [s.name, s]));
+  const migrations = options.names.flatMap((name) => {
+    const row = byName.get(name);
+    return row ? [migrationInfo(row, options.takenAt, state.get(name))] : [];
+  });
+  return {
+    takenAt: options.takenAt,
+    migrations,
+    ...(options.steps ? { steps: options.steps } : {}),
+    ...(options.stepHistogram ? { stepHistogram: options.stepHistogram } : {}),
+  };
+}
+
+/**
+ * True when some migration is running or about to (pending with nothing holding it back), or when the state
+ * could not be read (fail closed). A pending migration that waits for its tables has a reason and does not
+ * count, so `npm start` on an empty database is healthy; `failed` never counts.
+ */
+export function isMigrationRunning(snapshot: Snapshot): boolean {
+  return (
+    snapshot.error !== undefined ||
+    snapshot.migrations.some((m) => m.status === "running" || (m.status === "pending" && !m.reason))
+  );
+}
+
+/**
+ * Keeps the last steps and a duration histogram per migration from a runner's `step` events. Memory is
+ * bounded: `historySize` steps per migration, one histogram per migration.
+ */
+export class StepRecorder {
+  readonly #historySize: number;
+  readonly #history = new Map<string, StepRecord[]>();
+  readonly #histograms = new Map<string, { buckets: number[]; count: number; sumSeconds: number }>();
+
+  constructor(historySize = 50) {
+    this.#historySize = historySize;
+  }
+
+  record(step: {
+    name: string;
+    batchSize: number;
+    rows: bigint;
+    rowsProcessed: bigint;
+    durationMs: number;
+  }): void {
+    const list = this.#history.get(step.name) ?? [];
+    list.push({
+      at: new Date().toISOString(),
+      batchSize: step.batchSize,
+      rows: jsonInteger(step.rows),
+      rowsProcessed: jsonInteger(step.rowsProcessed),
+      durationMs: round(step.durationMs, 3),
+    });
+    if (list.length > this.#historySize) list.splice(0, list.length - this.#historySize);
+    this.#history.set(step.name, list);
+
+    const seconds = step.durationMs / 1000;
+    const h = this.#histograms.get(step.name) ?? {
+      buckets: STEP_DURATION_BUCKETS.map(() => 0),
+      count: 0,
+      sumSeconds: 0,
+    };
+    STEP_DURATION_BUCKETS.forEach((le, i) => {
+      if (seconds <= le) h.buckets[i] = (h.buckets[i] ?? 0) + 1;
+    });
+    h.count++;
+    h.sumSeconds += seconds;
+    this.#histograms.set(step.name, h);
+  }
+
+  history(): Record<string, StepRecord[]> {
+    return Object.fromEntries([...this.#history].map(([name, list]) => [name, [...list]]));
+  }
+
+  histograms(): Record<string, StepHistogram> {
+    return Object.fromEntries(
+      [...this.#histograms].map(([name, h]) => [
+        name,
+        { buckets: [...h.buckets], count: h.count, sumSeconds: h.sumSeconds },
+      ]),
+    );
+  }
+}
+
+export interface SnapshotCacheOptions {
+  /** Reads the state from the database and builds a snapshot. Called at most once per TTL, single-flight. */
+  readonly read: () => Promise<Snapshot>;
+  readonly ttlMs: number;
+  /** Wall clock in ms; injectable for tests. */
+  readonly now?: () => number;
+}
+
+/** What the read routes get: a snapshot and how old it is. */
+export interface ServedSnapshot {
+  readonly snapshot: Snapshot;
+  readonly ageMs: number;
+}
+
+/**
+ * The read path's cache. `publish` takes snapshots from a runner in this process (or from the Node worker by
+ * message); `get` serves the freshest one while it is younger than the TTL, and otherwise reads.
+ *
+ * Reads are single-flight: concurrent callers share one in-flight read, and nothing is locked while it runs
+ * (JavaScript has no lock to hold; the in-flight promise is the only shared state). A failed read is not
+ * cached: the next caller after it tries again. Meanwhile the failure is served as a fail-closed snapshot
+ * that keeps the last known migrations and carries the error.
+ */
+export class SnapshotCache {
+  readonly #read: () => Promise<Snapshot>;
+  readonly #ttlMs: number;
+  readonly #now: () => number;
+  #current: Snapshot | undefined;
+  #inFlight: Promise<Snapshot> | undefined;
+  #reads = 0;
+
+  constructor(options: SnapshotCacheOptions) {
+    this.#read = options.read;
+    this.#ttlMs = options.ttlMs;
+    this.#now = options.now ?? Date.now;
+  }
+
+  /** Database reads started so far (for tests and `/metrics`). */
+  get reads(): number {
+    return this.#reads;
+  }
+
+  /** Offers a snapshot built elsewhere; kept if it is newer than the one held. */
+  publish(snapshot: Snapshot): void {
+    if (snapshot.error !== undefined) return; // failures are reported by `get`, never cached
+    if (!this.#current || snapshot.takenAt >= this.#current.takenAt) this.#current = snapshot;
+  }
+
+  /** Forgets the held snapshot so the next `get` reads (after a control action changed the state). */
+  invalidate(): void {
+    this.#current = undefined;
+  }
+
+  async get(): Promise<ServedSnapshot> {
+    const now = this.#now();
+    const current = this.#current;
+    if (current && now - current.takenAt < this.#ttlMs)
+      return { snapshot: current, ageMs: now - current.takenAt };
+    try {
+      const snapshot = await this.#readOnce();
+      return { snapshot, ageMs: Math.max(0, this.#now() - snapshot.takenAt) };
+    } catch (error) {
+      const last = this.#current;
+      const failed: Snapshot = {
+        takenAt: last?.takenAt ?? this.#now(),
+        migrations: last?.migrations ?? [],
+        error: `could not read migration state: ${errorMessage(error)}`,
+      };
+      return { snapshot: failed, ageMs: last ? Math.max(0, this.#now() - last.takenAt) : 0 };
+    }
+  }
+
+  #readOnce(): Promise<Snapshot> {
+    if (this.#inFlight) return this.#inFlight;
+    this.#reads++;
+    // `.finally` callbacks always run asynchronously, so the slot is cleared only after it was set, even if
+    // `read` fails synchronously.
+    const read: Promise<Snapshot> = Promise.resolve()
+      .then(() => this.#read())
+      .then((snapshot) => {
+        this.publish(snapshot);
+        return snapshot;
+      })
+      .finally(() => {
+        if (this.#inFlight === read) this.#inFlight = undefined;
+      });
+    this.#inFlight = read;
+    return read;
+  }
+}
+
+function errorMessage(error: unknown): string {
+  const text = error instanceof Error ? error.message : String(error);
+  // Keep messages short: they end up in every healthz response while the problem lasts.
+  return text.length > 300 ? `${text.slice(0, 297)}...` : text;
+}
+
+/** The parts of a `Runner` a publisher needs. */
+export interface PublishingRunner {
+  on(listener: (event: RunnerEvent) => void): () => void;
+  state(): RunnerMigrationState[];
+  readonly store: { list(): Promise<MigrationRow[]> };
+}
+
+/** Events after which a snapshot goes out at once instead of waiting for the throttle. */
+const STATUS_EVENTS: ReadonlySet<RunnerEvent["type"]> = new Set([
+  "run-started",
+  "done",
+  "failed",
+  "sweep",
+  "waiting",
+  "lease-lost",
+  "retrying",
+]);
+
+/**
+ * Publishes snapshots from a runner's events: after steps at most once per `minIntervalMs`, after a status
+ * change at once. Each publication reads `_async_migrations` once (on the runner's own connection) and adds
+ * the runner's in-process state and step history. Nothing is published while the runner is idle: readers then
+ * fall back to their cache's own reads, once per TTL at most.
+ */
+export class SnapshotPublisher {
+  readonly recorder: StepRecorder;
+  readonly #runner: PublishingRunner;
+  readonly #names: readonly string[];
+  readonly #publish: (snapshot: Snapshot) => void;
+  readonly #minIntervalMs: number;
+  readonly #now: () => number;
+  readonly #unsubscribe: () => void;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #lastAt = Number.NEGATIVE_INFINITY;
+  #reading: Promise<void> | undefined;
+  #again = false;
+  #stopped = false;
+
+  constructor(options: {
+    runner: PublishingRunner;
+    names: readonly string[];
+    publish: (snapshot: Snapshot) => void;
+    minIntervalMs?: number;
+    now?: () => number;
+    recorder?: StepRecorder;
+  }) {
+    this.#runner = options.runner;
+    this.#names = options.names;
+    this.#publish = options.publish;
+    this.#minIntervalMs = options.minIntervalMs ?? 200;
+    this.#now = options.now ?? Date.now;
+    this.recorder = options.recorder ?? new StepRecorder();
+    this.#unsubscribe = this.#runner.on((event) => this.#onEvent(event));
+  }
+
+  /** Reads and publishes now (after a control action, or after a slice). Never throws. */
+  refresh(): Promise<void> {
+    if (this.#stopped) return Promise.resolve();
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#reading) {
+      this.#again = true;
+      return this.#reading;
+    }
+    const reading: Promise<void> = this.#readAndPublish().finally(() => {
+      if (this.#reading === reading) this.#reading = undefined;
+      if (this.#again) {
+        this.#again = false;
+        void this.refresh();
+      }
+    });
+    this.#reading = reading;
+    return reading;
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    this.#unsubscribe();
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #onEvent(event: RunnerEvent): void {
+    if (event.type === "step") this.recorder.record(event);
+    if (this.#stopped) return;
+    if (STATUS_EVENTS.has(event.type)) {
+      void this.refresh();
+      return;
+    }
+    if (this.#timer !== undefined || this.#reading) return;
+    const wait = Math.max(0, this.#lastAt + this.#minIntervalMs - this.#now());
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.refresh();
+    }, wait);
+  }
+
+  async #readAndPublish(): Promise<void> {
+    try {
+      const rows = await this.#runner.store.list();
+      const takenAt = this.#now();
+      this.#lastAt = takenAt;
+      this.#publish(
+        buildSnapshot(rows, {
+          names: this.#names,
+          takenAt,
+          runnerState: this.#runner.state(),
+          steps: this.recorder.history(),
+          stepHistogram: this.recorder.histograms(),
+        }),
+      );
+    } catch {
+      // Readers fall back to their own read and report the error from there.
+    }
+  }
+}

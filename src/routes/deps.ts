@@ -1,0 +1,34 @@
+/** What the routes are built from: ports injected by the runtime entry (Node, Workers, Deno, Bun, tests). */
+import type { ControlPort } from "../engine/controls.ts";
+import type { SliceResult } from "../engine/runner.ts";
+import type { RequestStats } from "../progress/request-stats.ts";
+import type { ServedSnapshot } from "../progress/snapshot.ts";
+
+/** Serves progress snapshots (a `SnapshotCache`). */
+export interface SnapshotSource {
+  get(): Promise<ServedSnapshot>;
+}
+
+/** The slice of configuration the routes use. */
+export interface AppConfig {
+  /** Undefined: the control API answers 403. */
+  readonly adminToken: string | undefined;
+  /** Undefined: `/api/tick` answers 403. */
+  readonly cronSecret: string | undefined;
+  /** Default budget of an HTTP tick, ms. */
+  readonly sliceBudgetMs: number;
+}
+
+export interface AppDeps {
+  readonly config: AppConfig;
+  readonly snapshots: SnapshotSource;
+  readonly controls: ControlPort;
+  /** Runs one slice within `budgetMs` (joins one in flight); absent where no runner is reachable. */
+  readonly tick?: (budgetMs: number) => Promise<SliceResult>;
+  /** Wall clock, ms. */
+  readonly now?: () => number;
+  /** Per-route statistics for `/api/perf`; one is created when absent. */
+  readonly requestStats?: RequestStats;
+  /** One line per unexpected error; never given secrets. Default: console.error. */
+  readonly log?: (line: string) => void;
+}

@@ -1,0 +1,26 @@
+/** `GET /api/perf`: the service's own request statistics and migration progress (the seed's field names). */
+import { Hono } from "hono";
+import type { RequestStats } from "../progress/request-stats.ts";
+import type { AppDeps } from "./deps.ts";
+
+export function perfRoutes(deps: AppDeps, stats: RequestStats): Hono {
+  const app = new Hono();
+  app.get("/api/perf", async (c) => {
+    const { snapshot, ageMs } = await deps.snapshots.get();
+    c.header("Cache-Control", "no-store");
+    c.header("Access-Control-Allow-Origin", "*");
+    if (snapshot.error !== undefined) c.header("X-Async-Migrations-Error", headerSafe(snapshot.error));
+    return c.json({
+      ...stats.report(),
+      snapshotAgeMs: Math.round(ageMs),
+      asyncMigrations: snapshot.migrations,
+      ...(snapshot.error !== undefined ? { asyncMigrationsError: snapshot.error } : {}),
+    });
+  });
+  return app;
+}
+
+/** Header values must be printable Latin-1 without line breaks; database messages may be anything. */
+function headerSafe(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+}
