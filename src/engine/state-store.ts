@@ -129,6 +129,17 @@ const TRANSITIONS: Record<ControlAction, { from: readonly string[]; to: string }
   retry: { from: ["failed", "cancelled"], to: "CASE WHEN pass > 0 THEN 'running' ELSE 'pending' END" },
 };
 
+/** Extra assignments per action. */
+const SIDE_EFFECTS: Record<ControlAction, string> = {
+  // Pausing and cancelling revoke the lease, so a runner in the middle of a slice stops at its next step.
+  pause: ", lease_owner = NULL, lease_expires_at = NULL",
+  resume: "",
+  cancel: `, lease_owner = NULL, lease_expires_at = NULL, ended_at = ${SQL_NOW}`,
+  // A run that failed verification after its last pass gets its sweeps back; any other continues from its cursor.
+  retry:
+    ", ended_at = NULL, error = NULL, pass = CASE WHEN cursor IS NOT NULL AND cursor >= max_key THEN 1 ELSE pass END",
+};
+
 export class StateStore {
   readonly #client: Client;
 
@@ -333,18 +344,10 @@ export class StateStore {
    */
   async control(name: string, action: ControlAction): Promise<ControlResult> {
     const { from, to } = TRANSITIONS[action];
-    const revoke =
-      action === "pause" || action === "cancel" ? ", lease_owner = NULL, lease_expires_at = NULL" : "";
-    const ends =
-      action === "cancel"
-        ? `, ended_at = ${SQL_NOW}`
-        : action === "retry"
-          ? ", ended_at = NULL, error = NULL"
-          : "";
     const before = await this.get(name);
     if (!before) return { status: "not-found", name };
     const result = await this.#client.execute({
-      sql: `UPDATE ${STATE_TABLE} SET status = ${to}, reason = NULL${revoke}${ends}, last_update_at = ${SQL_NOW}
+      sql: `UPDATE ${STATE_TABLE} SET status = ${to}, reason = NULL${SIDE_EFFECTS[action]}, last_update_at = ${SQL_NOW}
             WHERE name = ? AND status IN (${from.map(() => "?").join(", ")}) RETURNING status`,
       args: [name, ...from],
     });

@@ -107,7 +107,10 @@ describe("BatchSizer", () => {
       maxBatch: fc.integer({ min: 50, max: 100_000 }),
       stepTargetMs: fc.integer({ min: 1, max: 500 }),
     });
-    const durations = fc.array(fc.double({ min: 0, max: 10_000, noNaN: true }), { minLength: 1, maxLength: 40 });
+    const durations = fc.array(fc.double({ min: 0, max: 10_000, noNaN: true }), {
+      minLength: 1,
+      maxLength: 40,
+    });
     fc.assert(
       fc.property(knobs, durations, fc.double({ min: 0, max: 5000, noNaN: true }), (k, ms, remaining) => {
         const t = tuning(k);
@@ -119,7 +122,8 @@ describe("BatchSizer", () => {
           expect(sizer.size).toBeGreaterThanOrEqual(t.minBatch);
           expect(sizer.size).toBeLessThanOrEqual(t.maxBatch);
           expect(sizer.size).toBeLessThanOrEqual(Math.max(t.minBatch, 2 * before));
-          if (d > 1.5 * t.stepTargetMs) expect(sizer.size).toBeLessThanOrEqual(Math.max(t.minBatch, before / 2));
+          if (d > 1.5 * t.stepTargetMs)
+            expect(sizer.size).toBeLessThanOrEqual(Math.max(t.minBatch, before / 2));
         }
         const within = sizer.sizeWithin(remaining);
         if (within > 0) {

@@ -76,10 +76,13 @@ describe("invalid definitions", () => {
     },
   ];
 
-  it.each(cases)("rejects a $what with a clear message and writes nothing", async ({ definition, message }) => {
-    expect(() => new Runner({ client, migrations: [definition] })).toThrow(message);
-    expect(await tableExists(client, "_async_migrations")).toBe(false);
-  });
+  it.each(cases)(
+    "rejects a $what with a clear message and writes nothing",
+    async ({ definition, message }) => {
+      expect(() => new Runner({ client, migrations: [definition] })).toThrow(message);
+      expect(await tableExists(client, "_async_migrations")).toBe(false);
+    },
+  );
 
   it("rejects two migrations with the same name", async () => {
     expect(() => new Runner({ client, migrations: [valid, { ...valid, filter: "n = 0" }] })).toThrow(
@@ -105,7 +108,8 @@ describe("keys checked against the database at init()", () => {
       ddl: "CREATE TABLE k_text (id TEXT PRIMARY KEY, v INTEGER)",
       table: "k_text",
       key: "id",
-      message: /migration bad_key_v1: key "id" of table "k_text" has type TEXT; the key must be an integer column/,
+      message:
+        /migration bad_key_v1: key "id" of table "k_text" has type TEXT; the key must be an integer column/,
     },
     {
       what: "a non-unique integer key",
@@ -135,16 +139,19 @@ describe("keys checked against the database at init()", () => {
       key: "rowid",
       message: /migration bad_key_v1: key "rowid" of table "k_wr": the table is WITHOUT ROWID/,
     },
-  ])("rejects $what, naming the migration and column, before writing", async ({ ddl, table, key, message }) => {
-    await client.execute(ddl);
-    const runner = new Runner({
-      client,
-      migrations: [valid, { ...counterMigration({ name: "bad_key_v1", table }), key }],
-    });
-    await expect(runner.init()).rejects.toThrow(message);
-    await expect(runner.runSlice()).rejects.toThrow(message);
-    expect(await tableExists(client, "_async_migrations")).toBe(false);
-  });
+  ])(
+    "rejects $what, naming the migration and column, before writing",
+    async ({ ddl, table, key, message }) => {
+      await client.execute(ddl);
+      const runner = new Runner({
+        client,
+        migrations: [valid, { ...counterMigration({ name: "bad_key_v1", table }), key }],
+      });
+      await expect(runner.init()).rejects.toThrow(message);
+      await expect(runner.runSlice()).rejects.toThrow(message);
+      expect(await tableExists(client, "_async_migrations")).toBe(false);
+    },
+  );
 
   it("accepts a unique integer column that is not the primary key", async () => {
     await client.batch(
@@ -171,7 +178,12 @@ describe("a migration whose tables do not exist yet", () => {
     const definition = counterMigration({ name: "later_v1", table: "later" });
     const waiting: MigrationDefinition = { ...definition, requires: ["later", "later_log"] };
     const log = new EventLog();
-    const runner = new Runner({ client, migrations: [waiting], clock: new FakeClock(), onEvent: log.listener });
+    const runner = new Runner({
+      client,
+      migrations: [waiting],
+      clock: new FakeClock(),
+      onEvent: log.listener,
+    });
 
     const results = await runner.runUntilDone();
     expect(results.at(-1)?.moreWork).toBe(false);

@@ -7,13 +7,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { Runner } from "../../src/engine/runner.ts";
 import type { MigrationDefinition } from "../../src/migrations/define.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
-import {
-  countersById,
-  createCounterTable,
-  EventLog,
-  FakeClock,
-  rawStateRow,
-} from "../helpers/engine.ts";
+import { countersById, createCounterTable, EventLog, FakeClock, rawStateRow } from "../helpers/engine.ts";
 
 const KEYS = [
   -9223372036854775808n,

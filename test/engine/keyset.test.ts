@@ -102,39 +102,42 @@ describe("rows that stay candidates", () => {
     { normal: 60, orphans: 0, zeros: 0 },
     { normal: 60, orphans: 120, zeros: 120 },
     { normal: 0, orphans: 150, zeros: 150 },
-  ])("terminates in ceil(keys / batch) steps with $orphans orphans and $zeros all-zero rows", async (shape) => {
-    const txs = mixed(shape.normal, shape.orphans, shape.zeros);
-    const client = await coreScope(txs);
-    const oracle = await oneShotResult(client, db);
-    const log = new EventLog();
-    const runner = new Runner({
-      client,
-      migrations: [txLastSeenBackfillV1],
-      tuning: { initialBatch: BATCH, maxBatch: BATCH, yieldMs: 0 },
-      clock: new FakeClock(),
-      onEvent: log.listener,
-    });
+  ])(
+    "terminates in ceil(keys / batch) steps with $orphans orphans and $zeros all-zero rows",
+    async (shape) => {
+      const txs = mixed(shape.normal, shape.orphans, shape.zeros);
+      const client = await coreScope(txs);
+      const oracle = await oneShotResult(client, db);
+      const log = new EventLog();
+      const runner = new Runner({
+        client,
+        migrations: [txLastSeenBackfillV1],
+        tuning: { initialBatch: BATCH, maxBatch: BATCH, yieldMs: 0 },
+        clock: new FakeClock(),
+        onEvent: log.listener,
+      });
 
-    await runner.runUntilDone();
+      await runner.runUntilDone();
 
-    const steps = log.of("step");
-    expect(steps.length).toBeLessThanOrEqual(Math.ceil(txs.length / BATCH) + 1);
-    // Each candidate is counted by exactly one step: nothing was scanned twice.
-    expect(steps.reduce((sum, s) => sum + s.rows, 0n)).toBe(BigInt(txs.length));
-    for (let i = 1; i < steps.length; i++) expect(steps[i]!.cursor! > steps[i - 1]!.cursor!).toBe(true);
-    expect(log.of("sweep")).toEqual([]);
-    expect(await lastSeenById(client)).toEqual(oracle);
-    const stillZero = await client.execute("SELECT COUNT(*) AS n FROM transmissions WHERE last_seen = 0");
-    expect(BigInt(stillZero.rows[0]!.n as bigint)).toBe(BigInt(shape.orphans + shape.zeros));
-    const row = await runner.store.get(NAME);
-    expect(row?.status).toBe("done");
-    expect(row?.rowsProcessed).toBe(BigInt(txs.length));
-    expect(row?.rowsTotal).toBe(BigInt(txs.length));
+      const steps = log.of("step");
+      expect(steps.length).toBeLessThanOrEqual(Math.ceil(txs.length / BATCH) + 1);
+      // Each candidate is counted by exactly one step: nothing was scanned twice.
+      expect(steps.reduce((sum, s) => sum + s.rows, 0n)).toBe(BigInt(txs.length));
+      for (let i = 1; i < steps.length; i++) expect(steps[i]!.cursor! > steps[i - 1]!.cursor!).toBe(true);
+      expect(log.of("sweep")).toEqual([]);
+      expect(await lastSeenById(client)).toEqual(oracle);
+      const stillZero = await client.execute("SELECT COUNT(*) AS n FROM transmissions WHERE last_seen = 0");
+      expect(BigInt(stillZero.rows[0]!.n as bigint)).toBe(BigInt(shape.orphans + shape.zeros));
+      const row = await runner.store.get(NAME);
+      expect(row?.status).toBe("done");
+      expect(row?.rowsProcessed).toBe(BigInt(txs.length));
+      expect(row?.rowsTotal).toBe(BigInt(txs.length));
 
-    // Done means done: another run finds nothing to do and writes nothing.
-    const again = await runner.runUntilDone();
-    expect(again.reduce((sum, r) => sum + r.steps, 0)).toBe(0);
-    expect(log.of("step").length).toBe(steps.length);
-    expect((await runner.store.get(NAME))?.lastUpdateAt).toBe(row?.lastUpdateAt);
-  });
+      // Done means done: another run finds nothing to do and writes nothing.
+      const again = await runner.runUntilDone();
+      expect(again.reduce((sum, r) => sum + r.steps, 0)).toBe(0);
+      expect(log.of("step").length).toBe(steps.length);
+      expect((await runner.store.get(NAME))?.lastUpdateAt).toBe(row?.lastUpdateAt);
+    },
+  );
 });

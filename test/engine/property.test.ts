@@ -27,7 +27,10 @@ const timestamp = fc.oneof(
   fc.bigInt({ min: 1n, max: 2_000_000_000n }),
 );
 const transmission = fc.record({
-  lastSeen: fc.oneof({ weight: 3, arbitrary: fc.constant(0n) }, { weight: 1, arbitrary: fc.bigInt({ min: 1n, max: 99n }) }),
+  lastSeen: fc.oneof(
+    { weight: 3, arbitrary: fc.constant(0n) },
+    { weight: 1, arbitrary: fc.bigInt({ min: 1n, max: 99n }) },
+  ),
   timestamps: fc.array(timestamp, { maxLength: 4 }),
 });
 const database = fc

@@ -84,7 +84,7 @@ export async function insertCoreScopeRows(client: Client, txs: readonly TxSpec[]
 /** `id:last_seen` of every transmission in id order, for comparing results. */
 export async function lastSeenById(client: Client): Promise<string[]> {
   const result = await client.execute(
-    "SELECT CAST(id AS TEXT) AS id, CAST(last_seen AS TEXT) AS ls FROM transmissions ORDER BY id",
+    "SELECT CAST(id AS TEXT) AS id, CAST(last_seen AS TEXT) AS ls FROM transmissions ORDER BY transmissions.id",
   );
   return result.rows.map((r) => `${r.id}:${r.ls}`);
 }

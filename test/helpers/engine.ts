@@ -12,12 +12,20 @@ import type { MigrationDefinition } from "../../src/migrations/define.ts";
  * A clock that only moves when told to: `sleep(ms)` advances it by `ms` and returns at once, and anything a
  * test `defer`s (work started by a synchronous event listener) finishes before `sleep` returns, so it lands
  * between two steps deterministically. `hold()` makes the next `sleep` block until released.
+ *
+ * Fake time only moves when the runner sleeps, so a run that never terminates would spin forever; after
+ * `maxSleeps` sleeps `sleep` throws instead, which fails the migration (or the run) with a clear message.
  */
 export class FakeClock implements Clock {
+  readonly #maxSleeps: number;
   #now = 0;
   #pending: Promise<unknown>[] = [];
   #hold: { reached: () => void; release: Promise<void> } | undefined;
   readonly sleeps: number[] = [];
+
+  constructor(options: { maxSleeps?: number } = {}) {
+    this.#maxSleeps = options.maxSleeps ?? 5000;
+  }
 
   now(): number {
     return this.#now;
@@ -48,6 +56,9 @@ export class FakeClock implements Clock {
 
   async sleep(ms: number): Promise<void> {
     this.sleeps.push(ms);
+    if (this.sleeps.length > this.#maxSleeps) {
+      throw new Error(`FakeClock: more than ${this.#maxSleeps} sleeps; the run does not terminate`);
+    }
     this.#now += Math.max(0, ms);
     const pending = this.#pending.splice(0);
     await Promise.all(pending);
@@ -202,7 +213,8 @@ export function counterMigration(
 
 /** `id:n` of every row in key order (keys as exact text). */
 export async function countersById(client: Client, table = "t"): Promise<Map<string, bigint>> {
-  const result = await client.execute(`SELECT CAST(id AS TEXT) AS id, n FROM ${table} ORDER BY id`);
+  // Ordered by the integer column (an unqualified `id` would sort by the text alias).
+  const result = await client.execute(`SELECT CAST(id AS TEXT) AS id, n FROM ${table} ORDER BY ${table}.id`);
   return new Map(result.rows.map((r) => [String(r.id), BigInt(r.n as bigint)]));
 }
 
@@ -236,13 +248,13 @@ export async function tableExists(client: Client, table: string): Promise<boolea
 /** Every row of `table` as text, for "nothing changed" comparisons. */
 export async function dumpTable(client: Client, table: string): Promise<string[]> {
   const result = await client.execute(`SELECT * FROM ${table} ORDER BY rowid`);
-  return result.rows.map((r) => JSON.stringify(Object.values(r), (_k, v) => (typeof v === "bigint" ? `${v}n` : v)));
+  return result.rows.map((r) =>
+    JSON.stringify(Object.values(r), (_k, v) => (typeof v === "bigint" ? `${v}n` : v)),
+  );
 }
 
 /** A CoreScope legacy transmission list: ids 1..count, last_seen 0, one observation each at `1000 + id`. */
-export function legacyTransmissions(
-  count: number,
-): { id: bigint; lastSeen: bigint; timestamps: bigint[] }[] {
+export function legacyTransmissions(count: number): { id: bigint; lastSeen: bigint; timestamps: bigint[] }[] {
   return Array.from({ length: count }, (_, i) => ({
     id: BigInt(i + 1),
     lastSeen: 0n,

@@ -1,0 +1,100 @@
+/**
+ * Invariant 1 (one step = one `client.batch([...], "write")`), checked structurally on a real client wrapped
+ * so every call is recorded: each step is one write batch holding the fence, the data change and the progress
+ * update; no interactive transaction; no separate write between steps.
+ */
+import type { InStatement } from "@libsql/client";
+import { afterEach, describe, expect, it } from "vitest";
+import { Runner } from "../../src/engine/runner.ts";
+import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
+import type { MigrationDefinition } from "../../src/migrations/define.ts";
+import { createCoreScopeSchema, insertCoreScopeRows, type TempDb, tempDb } from "../helpers/db.ts";
+import {
+  counterMigration,
+  createCounterTable,
+  EventLog,
+  FakeClock,
+  isWrite,
+  legacyTransmissions,
+  recordingClient,
+  sqlOf,
+  stepSizeOf,
+} from "../helpers/engine.ts";
+
+let db: TempDb;
+afterEach(() => db?.cleanup());
+
+const custom: MigrationDefinition = {
+  name: "custom_copy_v1",
+  description: "copy ids into another table",
+  table: "t",
+  filter: "done = 0",
+  requires: ["t", "copied"],
+  step: (range) => [
+    { sql: `INSERT INTO copied (src) SELECT id FROM t WHERE ${range.candidates}`, args: { ...range.args } },
+    { sql: `UPDATE t SET done = 1 WHERE ${range.candidates}`, args: { ...range.args } },
+  ],
+};
+
+const writesTable = (table: string) => (s: InStatement) =>
+  new RegExp(`^\\s*(UPDATE|INSERT\\s+INTO|DELETE\\s+FROM)\\s+"?${table}"?\\s`, "i").test(sqlOf(s));
+
+describe.each([
+  { form: "set", migration: counterMigration(), table: "t" },
+  { form: "custom step", migration: custom, table: "t" },
+  { form: "built-in tx_last_seen_backfill_v1", migration: txLastSeenBackfillV1, table: "transmissions" },
+])("one step is one write batch ($form)", ({ migration, table }) => {
+  it("commits the data change and the progress together, with no transaction() and no other write between steps", async () => {
+    db = tempDb();
+    const real = db.open();
+    if (table === "t") {
+      await createCounterTable(
+        real,
+        Array.from({ length: 95 }, (_, i) => BigInt(i + 1)),
+      );
+      await real.execute("CREATE TABLE copied (src INTEGER NOT NULL)");
+    } else {
+      await createCoreScopeSchema(real);
+      await insertCoreScopeRows(real, legacyTransmissions(95));
+    }
+    const recording = recordingClient(real);
+    const log = new EventLog();
+    const runner = new Runner({
+      client: recording.client,
+      migrations: [migration],
+      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
+      clock: new FakeClock(),
+      onEvent: log.listener,
+    });
+
+    await runner.runUntilDone();
+    expect((await runner.store.get(migration.name))?.status).toBe("done");
+
+    const calls = recording.calls;
+    expect(calls.filter((c) => c.method === "transaction" || c.method === "executeMultiple")).toEqual([]);
+    const stepCalls = calls.flatMap((c, i) => (stepSizeOf(c.statements) !== undefined ? [i] : []));
+    expect(stepCalls.length).toBe(log.of("step").length);
+    expect(stepCalls.length).toBe(10);
+    for (const i of stepCalls) {
+      const call = calls[i]!;
+      expect(call.method).toBe("batch");
+      expect(call.mode).toBe("write");
+      const sql = call.statements.map(sqlOf);
+      expect(sql[0]).toMatch(/^INSERT INTO _async_migrations_fence/); // fenced before anything else
+      expect(call.statements.some(writesTable(table))).toBe(true); // the data change
+      expect(
+        sql.some((s) => /UPDATE _async_migrations SET[\s\S]*rows_processed = rows_processed \+/.test(s)),
+      ).toBe(true); // the progress update
+      expect(sql.some((s) => /UPDATE _async_migrations SET cursor =/.test(s))).toBe(true); // the cursor
+    }
+    // The data table is written only inside step batches.
+    calls.forEach((call, i) => {
+      if (!stepCalls.includes(i)) expect(call.statements.filter(writesTable(table))).toEqual([]);
+    });
+    // Between the first and last step, the only writes are the steps themselves (one slice, one lease).
+    for (let i = stepCalls[0]!; i <= stepCalls.at(-1)!; i++) {
+      if (stepCalls.includes(i)) continue;
+      expect(calls[i]!.statements.filter(isWrite).map(sqlOf)).toEqual([]);
+    }
+  });
+});
