@@ -5,9 +5,11 @@
  * The counter migration without a done flag (`test_counter_all_v1`) increments every row of every range it
  * applies, so a range applied twice — by two runners, or by a runner that lost its lease — leaves n = 2.
  */
+import { readFileSync } from "node:fs";
+import { type Client, createClient } from "@libsql/client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { classifyError } from "../src/engine/errors.ts";
 import { StateStore } from "../src/engine/state-store.ts";
-import { type TempDb, tempDb } from "./helpers/db.ts";
 import {
   type ChildHandle,
   type ChildLine,
@@ -20,6 +22,7 @@ import {
   stepProgress,
   testCounterAllV1,
 } from "./fixtures/multiprocess.ts";
+import { type TempDb, tempDb } from "./helpers/db.ts";
 
 const NAME = testCounterAllV1.name;
 
@@ -50,10 +53,17 @@ function committedSteps(children: readonly ChildHandle[]): OwnedStep[] {
       rows: BigInt(String(line.rows)),
     })),
   );
-  return steps.sort((a, b) => (a.rowsProcessed < b.rowsProcessed ? -1 : a.rowsProcessed > b.rowsProcessed ? 1 : 0));
+  return steps.sort((a, b) =>
+    a.rowsProcessed < b.rowsProcessed ? -1 : a.rowsProcessed > b.rowsProcessed ? 1 : 0,
+  );
 }
 
-async function runConcurrently(rows: number, runners: number, tuning: RunnerChildConfig["tuning"]) {
+async function runConcurrently(
+  rows: number,
+  runners: number,
+  tuning: RunnerChildConfig["tuning"],
+  pauseBetweenSlicesMs?: number,
+) {
   const client = db.open();
   await createCounters(client, rows);
   const children = Array.from({ length: runners }, (_, i) =>
@@ -64,10 +74,12 @@ async function runConcurrently(rows: number, runners: number, tuning: RunnerChil
       tuning,
       timeoutMs: 100,
       idleWaitMs: 2,
+      ...(pauseBetweenSlicesMs === undefined ? {} : { pauseBetweenSlicesMs }),
     }),
   );
   const exits = await Promise.all(children.map((child) => child.waitForExit(45_000)));
-  for (const [i, exit] of exits.entries()) expect(exit, children[i]!.describe()).toEqual({ code: 0, signal: null });
+  for (const [i, exit] of exits.entries())
+    expect(exit, children[i]!.describe()).toEqual({ code: 0, signal: null });
   const row = await new StateStore(client).get(NAME);
   return { client, children, row: row! };
 }
@@ -98,41 +110,201 @@ function handovers(steps: readonly OwnedStep[]): number {
 describe("runners in separate processes on one database", () => {
   it("three runners taking turns through short slices apply every row exactly once", async () => {
     const rows = 30_000;
-    const { client, children, row } = await runConcurrently(rows, 3, {
-      initialBatch: 50,
-      maxBatch: 100,
-      sliceBudgetMs: 15,
-      leaseTtlMs: 2_000,
-      yieldMs: 1,
-    });
+    const { client, children, row } = await runConcurrently(
+      rows,
+      3,
+      {
+        initialBatch: 50,
+        maxBatch: 100,
+        sliceBudgetMs: 15,
+        leaseTtlMs: 2_000,
+        yieldMs: 1,
+      },
+      5,
+    );
     expect(await counterHistogram(client)).toEqual({ "1": BigInt(rows) });
     const steps = committedSteps(children);
     expectExactlyOnce(rows, steps, row);
     // The work was really shared: several runners committed steps and the lease changed hands many times.
     const active = children.filter((c) => c.ofType("step").length > 0);
     expect(active.length).toBeGreaterThanOrEqual(2);
-    expect(handovers(steps)).toBeGreaterThanOrEqual(3);
-    expect(row.leaseEpoch).toBeGreaterThanOrEqual(BigInt(steps.length / 10));
+    expect(handovers(steps)).toBeGreaterThanOrEqual(5);
+    expect(row.leaseEpoch).toBeGreaterThanOrEqual(10n);
   });
 
-  it("runners whose leases expire mid-slice (TTL shorter than scheduling stalls) still apply every row once", async () => {
-    // Leases of 30 ms with two cores and four processes: a runner descheduled between steps loses its lease
-    // to another and its next step must be fenced off. The lease-lost lines show the fence was exercised.
-    const rows = 20_000;
+  it("runners whose leases expire between their steps are fenced off and every row is still applied once", async () => {
+    // The lease (20 ms) expires during every pause between steps (30 ms), so another runner takes it over
+    // mid-slice, and the first one's next step runs on a stale epoch: the fence must abort it, data included.
+    const rows = 12_000;
     const { client, children, row } = await runConcurrently(rows, 3, {
-      initialBatch: 50,
+      initialBatch: 60,
       maxBatch: 200,
-      sliceBudgetMs: 200,
-      leaseTtlMs: 30,
-      yieldMs: 5,
+      sliceBudgetMs: 1_000,
+      leaseTtlMs: 20,
+      yieldMs: 30,
     });
     expect(await counterHistogram(client)).toEqual({ "1": BigInt(rows) });
     const steps = committedSteps(children);
     expectExactlyOnce(rows, steps, row);
     const active = children.filter((c) => c.ofType("step").length > 0);
     expect(active.length).toBeGreaterThanOrEqual(2);
+    // Steps were really attempted on stale epochs, and the lease changed hands nearly every step.
     const leaseLost = children.reduce((sum, c) => sum + c.ofType("lease-lost").length, 0);
-    console.log({ handovers: handovers(steps), leaseLost, steps: steps.length, epoch: row.leaseEpoch });
-    await sleep(0);
+    expect(leaseLost).toBeGreaterThanOrEqual(10);
+    expect(handovers(steps)).toBeGreaterThanOrEqual(10);
+  });
+});
+
+/** The scheduler state letter of a process (`T` = stopped), from /proc. */
+function processState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+}
+
+async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number) {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+/** The lease as the database sees it, judged by the database's clock like the fence does. */
+async function leaseOf(client: Client, name: string) {
+  const result = await client.execute({
+    sql: `SELECT lease_owner, CAST(lease_epoch AS TEXT) AS epoch,
+            COALESCE(lease_expires_at > strftime('%Y-%m-%dT%H:%M:%fZ','now'), 0) AS live
+          FROM _async_migrations WHERE name = ?`,
+    args: [name],
+  });
+  const row = result.rows[0];
+  if (!row) throw new Error(`no _async_migrations row for ${name}`);
+  return {
+    owner: row.lease_owner === null ? null : String(row.lease_owner),
+    epoch: BigInt(String(row.epoch)),
+    live: Number(row.live) === 1,
+  };
+}
+
+/** False while some connection holds the write lock (a frozen runner inside a step would). */
+async function writeLockFree(path: string): Promise<boolean> {
+  // A fresh client per probe: a failed BEGIN IMMEDIATE leaves its connection unusable (libsql-client-ts#352).
+  const probe = createClient({ url: `file:${path}`, intMode: "bigint", timeout: 20 });
+  try {
+    const tx = await probe.transaction("write");
+    await tx.rollback();
+    return true;
+  } catch (error) {
+    if (classifyError(error).code === "SQLITE_BUSY") return false;
+    throw error;
+  } finally {
+    probe.close();
+  }
+}
+
+/**
+ * Freezes `child` (SIGSTOP) right after one of its steps, at a moment when it holds a live lease and no
+ * transaction, i.e. inside its pause between steps. Tries again (SIGCONT, next step) if the moment was wrong.
+ */
+async function freezeHoldingLease(child: ChildHandle, client: Client, owner: string) {
+  for (let attempt = 0; attempt < 10; attempt++) {
+    await child.waitForLine((l) => l.type === "step", 15_000, child.lines.length);
+    child.signal("SIGSTOP");
+    await waitUntil(`${child.label} to stop`, () => processState(child.pid) === "T", 5_000);
+    const lease = await leaseOf(client, NAME);
+    if (lease.owner === owner && lease.live && (await writeLockFree(db.path))) return lease;
+    child.signal("SIGCONT");
+  }
+  throw new Error(`could not freeze ${child.label} while it held the lease outside a transaction`);
+}
+
+describe("a runner frozen past its lease (SIGSTOP) in another process", () => {
+  const rows = 3_000;
+  // Slow steps (20 keys, 100 ms apart) inside one long slice: the frozen runner is mid-slice, lease in hand.
+  const frozenTuning = {
+    initialBatch: 20,
+    maxBatch: 20,
+    sliceBudgetMs: 60_000,
+    leaseTtlMs: 400,
+    yieldMs: 100,
+  };
+
+  async function freezeFirstRunner() {
+    const client = db.open();
+    await createCounters(client, rows);
+    const frozen = spawnRunner("frozen", {
+      dbPath: db.path,
+      migration: NAME,
+      owner: "frozen",
+      tuning: frozenTuning,
+      // Once resumed it mostly finds the lease taken; polling slowly keeps the run short.
+      idleWaitMs: 300,
+    });
+    await frozen.waitForLine((l) => l.type === "step", 15_000);
+    const before = await freezeHoldingLease(frozen, client, "frozen");
+    // Its lease runs out while it cannot renew it.
+    await waitUntil(
+      "the frozen runner's lease to expire",
+      async () => !(await leaseOf(client, NAME)).live,
+      5_000,
+    );
+    return { client, frozen, before };
+  }
+
+  function expectResumedRunnerCommittedNothing(frozen: ChildHandle, linesBeforeResume: number) {
+    const after = frozen.lines.slice(linesBeforeResume);
+    // The first thing it did on waking was its stale step, which the fence aborted.
+    expect(after.find((l) => l.type === "step" || l.type === "lease-lost")?.type).toBe("lease-lost");
+  }
+
+  it("resumes after the new owner finished: its stale step commits nothing", async () => {
+    const { client, frozen, before } = await freezeFirstRunner();
+    const successor = spawnRunner("successor", {
+      dbPath: db.path,
+      migration: NAME,
+      owner: "successor",
+      tuning: { initialBatch: 100, maxBatch: 1_000, leaseTtlMs: 5_000, yieldMs: 1 },
+    });
+    expect(await successor.waitForExit(30_000), successor.describe()).toEqual({ code: 0, signal: null });
+    const finished = (await new StateStore(client).get(NAME))!;
+    expect(finished.status).toBe("done");
+    expect(finished.leaseEpoch).toBeGreaterThan(before.epoch);
+    expect(await counterHistogram(client)).toEqual({ "1": BigInt(rows) });
+
+    const linesBeforeResume = frozen.lines.length;
+    frozen.signal("SIGCONT");
+    expect(await frozen.waitForExit(30_000), frozen.describe()).toEqual({ code: 0, signal: null });
+    expectResumedRunnerCommittedNothing(frozen, linesBeforeResume);
+    expect(frozen.lines.slice(linesBeforeResume).filter((l) => l.type === "step")).toEqual([]);
+    // Its stale range would have been incremented a second time had the step committed.
+    expect(await counterHistogram(client)).toEqual({ "1": BigInt(rows) });
+    const row = (await new StateStore(client).get(NAME))!;
+    expect(row.status).toBe("done");
+    expect(row.rowsProcessed).toBe(BigInt(rows));
+  });
+
+  it("resumes while the new owner is mid-run: both finish with every row applied once", async () => {
+    const { client, frozen, before } = await freezeFirstRunner();
+    const successor = spawnRunner("successor", {
+      dbPath: db.path,
+      migration: NAME,
+      owner: "successor",
+      tuning: { initialBatch: 20, maxBatch: 50, sliceBudgetMs: 300, leaseTtlMs: 2_000, yieldMs: 10 },
+    });
+    await successor.waitForLine((l) => l.type === "step", 15_000);
+    await successor.waitForLine((l) => l.type === "step", 15_000, successor.lines.length);
+    expect((await leaseOf(client, NAME)).epoch).toBeGreaterThan(before.epoch);
+
+    const linesBeforeResume = frozen.lines.length;
+    frozen.signal("SIGCONT");
+    const exits = await Promise.all([frozen.waitForExit(30_000), successor.waitForExit(30_000)]);
+    expect(exits, `${frozen.describe()} / ${successor.describe()}`).toEqual([
+      { code: 0, signal: null },
+      { code: 0, signal: null },
+    ]);
+    expectResumedRunnerCommittedNothing(frozen, linesBeforeResume);
+    expect(await counterHistogram(client)).toEqual({ "1": BigInt(rows) });
+    const row = (await new StateStore(client).get(NAME))!;
+    expectExactlyOnce(rows, committedSteps([frozen, successor]), row);
   });
 });

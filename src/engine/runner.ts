@@ -9,6 +9,7 @@
 import type { Client } from "@libsql/client";
 import { type MigrationDefinition, type ResolvedMigration, resolveMigration } from "../migrations/define.ts";
 import { BatchSizer } from "./batch-sizer.ts";
+import { reopenAfterBusy } from "./busy-recovery.ts";
 import { type Clock, systemClock } from "./clock.ts";
 import { type ClassifiedError, classifyError, LeaseLostError } from "./errors.ts";
 import type { RunnerEvent, RunnerEventListener } from "./events.ts";
@@ -79,8 +80,8 @@ export class Runner {
   #initialized: Promise<void> | undefined;
 
   constructor(options: RunnerOptions) {
-    this.#client = options.client;
-    this.store = new StateStore(options.client);
+    this.#client = reopenAfterBusy(options.client);
+    this.store = new StateStore(this.#client);
     this.owner = options.owner ?? `runner-${crypto.randomUUID()}`;
     this.tuning = resolveTuning(options.tuning);
     this.#clock = options.clock ?? systemClock;
@@ -136,10 +137,22 @@ export class Runner {
 
   /** Runs one slice of at most `budgetMs` (default: the tuning's slice budget). */
   async runSlice(budgetMs: number = this.tuning.sliceBudgetMs, signal?: AbortSignal): Promise<SliceResult> {
-    await this.init();
     const began = this.#clock.now();
     const deadline = began + budgetMs;
-    const rows = await this.store.list();
+    let rows: MigrationRow[];
+    try {
+      await this.init();
+      rows = await this.store.list();
+    } catch (thrown) {
+      // A locked or unreachable database is a reason to try again next tick, not an error of the tick.
+      const error = classifyError(thrown);
+      if (error.kind !== "transient") throw thrown;
+      const outcomes = [...this.#plans.keys()].map((name) => {
+        this.#backoff(name, this.#tunings.get(name)!, error);
+        return { name, outcome: "retrying" as const };
+      });
+      return { steps: 0, rows: 0n, outcomes, moreWork: true };
+    }
     const runnable = rows
       .filter((row) => this.#plans.has(row.name) && RUNNABLE.has(row.status))
       // Oldest progress first, so migrations sharing ticks take turns.
@@ -190,15 +203,23 @@ export class Runner {
     signal: AbortSignal | undefined,
   ): Promise<{ outcome: MigrationOutcome; steps: number; rows: bigint }> {
     const m = plan.migration;
-    if (row.status === "pending") {
-      // Checked before taking the lease so a migration waiting for its tables costs an idle tick no write.
-      const missing = await this.#missingTables(m);
-      if (missing && row.reason === missing) {
-        this.#setState(m.name, { reason: missing });
-        return { outcome: "waiting", steps: 0, rows: 0n };
+    let acquired: Awaited<ReturnType<StateStore["acquireLease"]>>;
+    try {
+      if (row.status === "pending") {
+        // Checked before taking the lease so a migration waiting for its tables costs an idle tick no write.
+        const missing = await this.#missingTables(m);
+        if (missing && row.reason === missing) {
+          this.#setState(m.name, { reason: missing });
+          return { outcome: "waiting", steps: 0, rows: 0n };
+        }
       }
+      acquired = await this.store.acquireLease(m.name, this.owner, this.tuning.leaseTtlMs);
+    } catch (thrown) {
+      const error = classifyError(thrown);
+      if (error.kind !== "transient") throw thrown;
+      this.#backoff(m.name, this.#tunings.get(m.name)!, error);
+      return { outcome: "retrying", steps: 0, rows: 0n };
     }
-    const acquired = await this.store.acquireLease(m.name, this.owner, this.tuning.leaseTtlMs);
     if (!acquired) return { outcome: "leased-elsewhere", steps: 0, rows: 0n };
     const { lease } = acquired;
     const tuning = this.#tuningFor(m, acquired.row);
@@ -382,13 +403,13 @@ export class Runner {
   }
 
   /** Records a transient error and returns how long to wait before the next attempt. */
-  #backoff(name: string, t: Tuning, error: ClassifiedError, sizer: BatchSizer): number {
+  #backoff(name: string, t: Tuning, error: ClassifiedError, sizer?: BatchSizer): number {
     const attempts = this.#stateOf(name).attempts + 1;
     const base = Math.min(t.retryMaxMs, t.retryMinMs * 2 ** Math.min(attempts - 1, 20));
     const delayMs = Math.round(base * (0.75 + Math.random() * 0.5));
-    sizer.shrink();
+    sizer?.shrink();
     const reason = `${error.code}: ${error.message} (attempt ${attempts}, retrying in ${delayMs} ms)`;
-    this.#setState(name, { reason, attempts, batchSize: sizer.size });
+    this.#setState(name, { reason, attempts, ...(sizer ? { batchSize: sizer.size } : {}) });
     this.#emit({
       type: "retrying",
       name,

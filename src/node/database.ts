@@ -5,6 +5,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type Client, createClient } from "@libsql/client";
+import { reopenAfterBusy } from "../engine/busy-recovery.ts";
 
 export interface DatabaseConfig {
   readonly url: string;
@@ -115,7 +116,8 @@ export async function openDatabase(config: DatabaseConfig): Promise<Client> {
       client.close();
       throw error;
     }
-    return client;
+    // Control routes and the CLI share this client; see busy-recovery.ts for why SQLITE_BUSY needs a reopen.
+    return reopenAfterBusy(client);
   }
   return createClient({ url: config.url, authToken: config.authToken, intMode: "bigint" });
 }

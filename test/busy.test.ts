@@ -1,0 +1,174 @@
+/**
+ * Invariant 6 against a real lock: another process (the application) holds a write transaction open for
+ * seconds while a runner works on the same file. The runner must back off with SQLITE_BUSY as its visible
+ * reason, the migration must stay `running` (never `failed`), and once the lock is released the run must
+ * finish with exact results — using the runner's own client, with no help from outside.
+ *
+ * The holder is a child process because the embedded client's busy wait is synchronous: the runner, in this
+ * process, blocks the event loop for up to its 50 ms busy timeout per attempt, which a holder here would share.
+ */
+import type { Client } from "@libsql/client";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import type { RunnerEvent } from "../src/engine/events.ts";
+import { Runner } from "../src/engine/runner.ts";
+import { StateStore } from "../src/engine/state-store.ts";
+import type { Tuning } from "../src/engine/tuning.ts";
+import {
+  type ChildHandle,
+  counterHistogram,
+  createCounters,
+  killAllChildren,
+  sleep,
+  spawnLockHolder,
+  testCounterV1,
+} from "./fixtures/multiprocess.ts";
+import { type TempDb, tempDb } from "./helpers/db.ts";
+
+const NAME = testCounterV1.name;
+const ROWS = 20_000;
+const HOLD_MS = 2_500;
+
+const TUNING: Partial<Tuning> = {
+  initialBatch: 100,
+  maxBatch: 200,
+  yieldMs: 20,
+  sliceBudgetMs: 30_000,
+  leaseTtlMs: 20_000,
+  retryMinMs: 25,
+  retryMaxMs: 250,
+};
+
+let db: TempDb;
+let abort: AbortController;
+
+beforeEach(() => {
+  db = tempDb();
+  abort = new AbortController();
+});
+
+afterEach(async () => {
+  abort.abort();
+  await killAllChildren();
+  db.cleanup();
+});
+
+async function setup(): Promise<{
+  runnerClient: Client;
+  monitor: Client;
+  runner: Runner;
+  events: RunnerEvent[];
+}> {
+  const monitor = db.open();
+  await createCounters(monitor, ROWS);
+  await monitor.execute("CREATE TABLE app_writes (id INTEGER PRIMARY KEY, at TEXT NOT NULL)");
+  const runnerClient = db.open({ timeout: 50 });
+  const runner = new Runner({
+    client: runnerClient,
+    migrations: [testCounterV1],
+    tuning: TUNING,
+    owner: "runner",
+  });
+  const events: RunnerEvent[] = [];
+  runner.on((event) => events.push(event));
+  return { runnerClient, monitor, runner, events };
+}
+
+async function waitFor(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+/** Until the holder releases: what the runner says about the migration, and the row's status. */
+async function observeWhileHeld(holder: ChildHandle, runner: Runner, monitor: Client) {
+  const reasons: (string | null)[] = [];
+  const statuses: string[] = [];
+  const store = new StateStore(monitor);
+  while (holder.ofType("released").length === 0 && !holder.exitStatus) {
+    reasons.push(runner.state().find((s) => s.name === NAME)?.reason ?? null);
+    // A read: in WAL mode it does not wait for the writer.
+    statuses.push((await store.get(NAME))?.status ?? "missing");
+    await sleep(100);
+  }
+  return { reasons, statuses };
+}
+
+/** Awaits `promise`, failing with the runner's last events if it takes longer than `ms`. */
+async function within<T>(ms: number, promise: Promise<T>, events: readonly RunnerEvent[]): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const tail = events
+        .slice(-5)
+        .map((e) => JSON.stringify(e, (_k, v) => (typeof v === "bigint" ? `${v}` : v)));
+      reject(new Error(`no result within ${ms} ms; last runner events: ${tail.join(" | ")}`));
+    }, ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function expectFinishedExactly(monitor: Client, events: readonly RunnerEvent[]) {
+  const row = (await new StateStore(monitor).get(NAME))!;
+  expect(row.status).toBe("done");
+  expect(row.error).toBeNull();
+  expect(row.rowsProcessed).toBe(BigInt(ROWS));
+  expect(row.rowsTotal).toBe(BigInt(ROWS));
+  expect(await counterHistogram(monitor)).toEqual({ "1": BigInt(ROWS) });
+  expect(events.filter((e) => e.type === "failed")).toEqual([]);
+  // The application's write went through as well.
+  const app = await monitor.execute("SELECT COUNT(*) AS c FROM app_writes");
+  expect(BigInt(app.rows[0]!.c as bigint)).toBe(1n);
+}
+
+describe("another process holds the write lock for seconds", () => {
+  it("a runner in the middle of a slice backs off with SQLITE_BUSY visible and finishes exactly afterwards", async () => {
+    const { monitor, runner, events } = await setup();
+    const run = runner.runUntilDone({ signal: abort.signal, idleWaitMs: 20 });
+    run.catch(() => {}); // awaited below; a rejection before that must not go unhandled
+    await waitFor("three steps", () => events.filter((e) => e.type === "step").length >= 3, 20_000);
+
+    const holder = spawnLockHolder("app", { dbPath: db.path, holdMs: HOLD_MS });
+    await holder.waitForLine((l) => l.type === "locked", 20_000);
+    const eventsWhenLocked = events.length;
+    const { reasons, statuses } = await observeWhileHeld(holder, runner, monitor);
+    const held = events.slice(eventsWhenLocked);
+    expect(await holder.waitForExit(20_000), holder.describe()).toEqual({ code: 0, signal: null });
+
+    // While the lock was held: retries with SQLITE_BUSY, the reason visible in-process, the row still running.
+    expect(
+      held.filter((e) => e.type === "retrying" && e.code === "SQLITE_BUSY").length,
+    ).toBeGreaterThanOrEqual(2);
+    expect(reasons.some((r) => r?.startsWith("SQLITE_BUSY"))).toBe(true);
+    expect(new Set(statuses)).toEqual(new Set(["running"]));
+
+    await within(20_000, run, events);
+    await expectFinishedExactly(monitor, events);
+    expect(runner.state().find((s) => s.name === NAME)?.reason).toBeNull();
+  });
+
+  it("a tick that starts while the lock is held reports a retry instead of throwing, then finishes", async () => {
+    const { monitor, runner, events } = await setup();
+    // Start the run (status running, bounds frozen), then let the application take the lock between ticks.
+    await runner.runSlice(200);
+    expect((await new StateStore(monitor).get(NAME))?.status).toBe("running");
+
+    const holder = spawnLockHolder("app", { dbPath: db.path, holdMs: HOLD_MS });
+    await holder.waitForLine((l) => l.type === "locked", 20_000);
+    const slice = await within(10_000, runner.runSlice(500, abort.signal), events);
+    expect(slice.moreWork).toBe(true);
+    expect(slice.steps).toBe(0);
+    expect(events.some((e) => e.type === "retrying" && e.code === "SQLITE_BUSY")).toBe(true);
+    expect(runner.state().find((s) => s.name === NAME)?.reason).toMatch(/^SQLITE_BUSY/);
+    expect((await new StateStore(monitor).get(NAME))?.status).toBe("running");
+    expect(await holder.waitForExit(20_000), holder.describe()).toEqual({ code: 0, signal: null });
+
+    await within(20_000, runner.runUntilDone({ signal: abort.signal, idleWaitMs: 20 }), events);
+    await expectFinishedExactly(monitor, events);
+  });
+});
