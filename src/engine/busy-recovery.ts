@@ -10,13 +10,15 @@
 import type { Client } from "@libsql/client";
 import { classifyError } from "./errors.ts";
 
+const recovering = new WeakSet<Client>();
+
 export function reopenAfterBusy(client: Client): Client {
-  if (client.protocol !== "file") return client;
+  if (client.protocol !== "file" || recovering.has(client)) return client;
   const recover = (thrown: unknown): never => {
     if (classifyError(thrown).code.startsWith("SQLITE_BUSY")) void client.reconnect();
     throw thrown;
   };
-  return new Proxy(client, {
+  const proxy = new Proxy(client, {
     get(target, property) {
       const value: unknown = Reflect.get(target, property, target);
       if (typeof value !== "function") return value;
@@ -25,4 +27,6 @@ export function reopenAfterBusy(client: Client): Client {
       return (...args: unknown[]) => (method.apply(target, args) as Promise<unknown>).catch(recover);
     },
   });
+  recovering.add(proxy);
+  return proxy;
 }
