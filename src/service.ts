@@ -11,8 +11,11 @@ import { createApp } from "./app.ts";
 import type { ServiceConfig } from "./config.ts";
 import { MigrationControls } from "./engine/controls.ts";
 import type { RunnerEvent } from "./engine/events.ts";
+import { type LifecycleEvent, onLifecycle, WebhookNotifier } from "./engine/hooks.ts";
+import { DEFAULT_OPERATOR_CONFIG, type OperatorConfig } from "./engine/operator-config.ts";
 import { Runner, type SliceResult } from "./engine/runner.ts";
 import { Scheduler } from "./engine/scheduler.ts";
+import { resolveTuning } from "./engine/tuning.ts";
 import { buildSnapshot, SnapshotCache, SnapshotPublisher } from "./progress/snapshot.ts";
 
 export interface ServiceOptions {
@@ -29,6 +32,11 @@ export interface ServiceOptions {
   readonly unrefTimers?: boolean;
   /** Wall clock in ms for snapshot ages (tests inject one). Default: `Date.now`. */
   readonly now?: () => number;
+  /**
+   * Throttling, stuck detection, the lifecycle webhook and the quarantine cap (`loadOperatorConfig(env)`).
+   * Default: no throttling, stuck after 10 min, no webhook.
+   */
+  readonly operator?: OperatorConfig;
 }
 
 export interface Service {
@@ -38,8 +46,17 @@ export interface Service {
   readonly snapshots: SnapshotCache;
   readonly controls: MigrationControls;
   readonly publisher: SnapshotPublisher;
+  /** Delivers lifecycle events to `TRICKLE_WEBHOOK_URL`, when configured. */
+  readonly notifier: WebhookNotifier | undefined;
   /** One slice within `budgetMs`, joining one in flight (what `/api/tick` and cron handlers call). */
   tick(budgetMs?: number): Promise<SliceResult>;
+  /** Calls `listener` when a migration ends (`done` or `failed`). Returns the unsubscribe. */
+  onLifecycle(listener: (event: LifecycleEvent) => void): () => void;
+  /**
+   * Resolves once the webhook deliveries started so far have ended (a cron invocation on Workers passes this to
+   * `ctx.waitUntil`, so a delivery is not cut off when the invocation ends).
+   */
+  hooksIdle(): Promise<void>;
   /** Creates/upgrades the state table, registers the migrations, starts ticking. */
   start(): Promise<void>;
   /** Stops ticking; resolves once the slice in flight finished its step and released its lease. */
@@ -50,13 +67,19 @@ export function createService(options: ServiceOptions): Service {
   const { client, config } = options;
   const log = options.log ?? ((line: string) => console.log(line));
   const now = options.now ?? Date.now;
+  const operator = options.operator ?? DEFAULT_OPERATOR_CONFIG;
+  const tuning = resolveTuning(config.tuning, operator.tuning);
   const runner = new Runner({
     client,
     migrations: config.migrations,
-    tuning: config.tuning,
+    tuning,
+    throttle: operator.throttle,
     ...(options.owner !== undefined ? { owner: options.owner } : {}),
   });
   const names = runner.migrations.map((m) => m.name);
+  const stuckAfterMs = operator.stuckAfterMs;
+  const notifier = operator.webhook ? new WebhookNotifier({ ...operator.webhook, log }) : undefined;
+  notifier?.attach(runner);
 
   let publisher: SnapshotPublisher | undefined;
   const snapshots = new SnapshotCache({
@@ -67,12 +90,19 @@ export function createService(options: ServiceOptions): Service {
         names,
         takenAt: now(),
         runnerState: runner.state(),
+        stuckAfterMs,
         ...(publisher
           ? { steps: publisher.recorder.history(), stepHistogram: publisher.recorder.histograms() }
           : {}),
       }),
   });
-  publisher = new SnapshotPublisher({ runner, names, now, publish: (s) => snapshots.publish(s) });
+  publisher = new SnapshotPublisher({
+    runner,
+    names,
+    now,
+    stuckAfterMs,
+    publish: (s) => snapshots.publish(s),
+  });
   runner.on(logStateChange(log));
 
   const scheduler = new Scheduler({
@@ -90,7 +120,7 @@ export function createService(options: ServiceOptions): Service {
   const controls = new MigrationControls({
     client,
     migrations: config.migrations,
-    tuning: config.tuning,
+    tuning,
     source: "http",
     onChange: () => {
       snapshots.invalidate();
@@ -104,6 +134,7 @@ export function createService(options: ServiceOptions): Service {
       adminToken: config.adminToken,
       cronSecret: config.cronSecret,
       sliceBudgetMs: config.tuning.sliceBudgetMs,
+      stuckAfterMs,
     },
     snapshots,
     controls,
@@ -119,7 +150,10 @@ export function createService(options: ServiceOptions): Service {
     snapshots,
     controls,
     publisher,
+    notifier,
     tick,
+    onLifecycle: (listener) => onLifecycle(runner, listener),
+    hooksIdle: () => notifier?.idle() ?? Promise.resolve(),
     async start() {
       await runner.init();
       scheduler.start();
@@ -127,8 +161,16 @@ export function createService(options: ServiceOptions): Service {
     async stop() {
       await scheduler.stop();
       publisher?.stop();
+      // Give webhook deliveries in flight a bounded chance to finish; they never hold a step.
+      if (notifier && notifier.pending > 0) await Promise.race([notifier.idle(), delay(HOOKS_STOP_WAIT_MS)]);
     },
   };
+}
+
+const HOOKS_STOP_WAIT_MS = 5_000;
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A listener that logs one line per state change (never per step). */
@@ -143,7 +185,12 @@ export function logStateChange(log: (line: string) => void): (event: RunnerEvent
         log(`trickle: ${event.name} pass ${event.pass}: re-sweeping ${event.residual} rows`);
         break;
       case "done":
-        log(`trickle: ${event.name} done: ${event.rowsProcessed} rows`);
+        log(
+          `trickle: ${event.name} done: ${event.rowsProcessed} rows` +
+            (event.quarantined
+              ? `, ${event.quarantined} quarantined (see /api/migrations/${event.name}/failures)`
+              : ""),
+        );
         break;
       case "failed":
         log(`trickle: ${event.name} failed: ${event.message}`);
@@ -159,7 +206,25 @@ export function logStateChange(log: (line: string) => void): (event: RunnerEvent
       case "lease-lost":
         log(`trickle: ${event.name} lease lost (paused, cancelled, or taken over)`);
         break;
+      case "blocked":
+        if (lastReason.get(event.name) !== event.reason) log(`trickle: ${event.name} ${event.reason}`);
+        lastReason.set(event.name, event.reason);
+        return;
+      case "throttled":
+        log(`trickle: ${event.name} throttled (${event.signal}): ${event.reason}`);
+        break;
+      case "quarantined":
+        log(
+          `trickle: ${event.name} quarantined key ${event.key} (${event.quarantined} in all): ${event.message}`,
+        );
+        break;
+      case "quarantine-retried":
+        log(
+          `trickle: ${event.name} retry of quarantined key ${event.key}: ${event.resolved ? "resolved" : `failed again: ${event.message}`}`,
+        );
+        break;
       case "step":
+      case "bisecting":
         return;
     }
     lastReason.delete(event.name);

@@ -38,6 +38,19 @@ export type Command =
       readonly name: "dry-run";
       readonly migration: string | undefined;
       readonly migrations: string | undefined;
+      readonly batchSize: number | undefined;
+      readonly tickIntervalMs: number | undefined;
+      readonly json: boolean;
+    }
+  | {
+      readonly name: "failures";
+      readonly migration: string;
+      readonly retry: boolean;
+      /** Keys to retry (decimal text); all unresolved rows when undefined. */
+      readonly keys: readonly string[] | undefined;
+      readonly all: boolean;
+      readonly json: boolean;
+      readonly migrations: string | undefined;
     }
   | {
       readonly name: ControlCommandName;
@@ -57,8 +70,13 @@ Commands:
         Run one time-budgeted slice of the enabled migrations, or slices until no runnable work is left.
   verify [name] [--migrations a,b|all]
         Count rows that still need work (whole table); exit 1 unless every count is 0.
-  dry-run [name] [--migrations a,b|all]
-        Show what a run would cover (candidate rows, key range) without writing anything.
+  dry-run [name] [--migrations a,b|all] [--batch-size N] [--tick-interval-ms N] [--json]
+        Run one real step inside a transaction that is rolled back (nothing changes): candidate rows, sample
+        rows before/after, the step's time, and the whole run projected for the slice budget and tick interval
+        (default: slices back to back; give your cron's interval, e.g. 60000).
+  failures <name> [--all] [--json] [--retry [--keys k1,k2]]
+        List the quarantined (poison) rows of a migration — keys whose step failed on their own — with their
+        errors; --retry asks the runner to re-apply the change to them (all, or --keys).
   pause|resume|cancel|retry <name>
         Change a migration's status.
   help  Show this text.
@@ -68,10 +86,13 @@ Environment:
   DATABASE_AUTH_TOKEN      token for a remote database
   TRICKLE_BUSY_TIMEOUT_MS  busy timeout of local connections in ms (default 100)
   TRICKLE_MIGRATIONS       enabled migrations: comma-separated names or "all" (default tx_last_seen_backfill_v1)
+  TRICKLE_QUIET_HOURS, TRICKLE_PROBE_SQL, TRICKLE_PROBE_MAX_MS, TRICKLE_THROTTLE_BUSY_RATE, …
+                           throttling of run (see README "Throttling"); TRICKLE_STUCK_AFTER_MS for status;
+                           TRICKLE_WEBHOOK_URL for lifecycle webhooks; TRICKLE_MAX_QUARANTINED (default 1000)
 
 Exit codes: 0 ok, 1 failed/conflict/work left, 2 usage or configuration error.`;
 
-type FlagKind = "boolean" | "integer" | "fraction" | "string";
+type FlagKind = "boolean" | "integer" | "fraction" | "string" | "keys";
 
 interface FlagSpec {
   readonly kind: FlagKind;
@@ -108,7 +129,25 @@ const SPECS: Readonly<Record<string, CommandSpec>> = {
     positionals: [],
   },
   verify: { flags: { migrations: MIGRATIONS_FLAG }, positionals: ["name?"] },
-  "dry-run": { flags: { migrations: MIGRATIONS_FLAG }, positionals: ["name?"] },
+  "dry-run": {
+    flags: {
+      migrations: MIGRATIONS_FLAG,
+      "batch-size": { kind: "integer", min: 1 },
+      "tick-interval-ms": { kind: "integer", min: 1 },
+      json: { kind: "boolean" },
+    },
+    positionals: ["name?"],
+  },
+  failures: {
+    flags: {
+      retry: { kind: "boolean" },
+      keys: { kind: "keys" },
+      all: { kind: "boolean" },
+      json: { kind: "boolean" },
+      migrations: MIGRATIONS_FLAG,
+    },
+    positionals: ["name"],
+  },
   ...Object.fromEntries(
     CONTROL_ACTIONS.map((action) => [
       action,
@@ -154,8 +193,30 @@ export function parseCommand(argv: readonly string[]): Command {
         migrations: text("migrations"),
       };
     case "verify":
-    case "dry-run":
       return { name, migration: positionals[0], migrations: text("migrations") };
+    case "dry-run":
+      return {
+        name,
+        migration: positionals[0],
+        migrations: text("migrations"),
+        batchSize: flags.get("batch-size") as number | undefined,
+        tickIntervalMs: flags.get("tick-interval-ms") as number | undefined,
+        json: flags.get("json") === true,
+      };
+    case "failures": {
+      const keys = flags.get("keys") as string | undefined;
+      if (keys !== undefined && flags.get("retry") !== true)
+        throw new UsageError("option --keys needs --retry");
+      return {
+        name,
+        migration: positionals[0]!,
+        retry: flags.get("retry") === true,
+        keys: keys === undefined ? undefined : keys.split(","),
+        all: flags.get("all") === true,
+        json: flags.get("json") === true,
+        migrations: text("migrations"),
+      };
+    }
     default:
       return { name: name as ControlCommandName, migration: positionals[0]!, migrations: text("migrations") };
   }
@@ -230,6 +291,19 @@ function parseValue(flag: string, spec: FlagSpec, raw: string): FlagValue {
     case "string":
       if (value === "") throw new UsageError(`option --${flag} needs a non-empty value`);
       return value;
+    case "keys": {
+      // Keys stay decimal text: they may be beyond 2^53 and are parsed to bigint where they are used.
+      const keys = value.split(",").map((k) => k.trim());
+      if (
+        keys.length === 0 ||
+        keys.some((k) => !/^-?\d{1,19}$/.test(k) || BigInt(k) > 2n ** 63n - 1n || BigInt(k) < -(2n ** 63n))
+      ) {
+        throw new UsageError(
+          `option --${flag} must be comma-separated integer keys, got ${JSON.stringify(raw)}`,
+        );
+      }
+      return keys.join(",");
+    }
     default:
       return true;
   }

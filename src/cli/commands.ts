@@ -6,10 +6,14 @@ import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Client } from "@libsql/client";
 import { MigrationControls } from "../engine/controls.ts";
+import { type DryRunReport, dryRunMigration } from "../engine/dry-run.ts";
 import type { RunnerEvent } from "../engine/events.ts";
+import { WebhookNotifier } from "../engine/hooks.ts";
+import type { OperatorConfig } from "../engine/operator-config.ts";
 import { MigrationPlan } from "../engine/plan.ts";
 import { Runner } from "../engine/runner.ts";
 import { type MigrationRow, STATE_TABLE, StateStore } from "../engine/state-store.ts";
+import { resolveTuning } from "../engine/tuning.ts";
 import { type MigrationDefinition, resolveMigration } from "../migrations/define.ts";
 import { BUILTIN_MIGRATIONS } from "../migrations/registry.ts";
 import { computeProgress } from "../progress/rate.ts";
@@ -88,10 +92,21 @@ export interface StatusJson {
   readonly pass: number;
   readonly steps: number | string;
   readonly batchSize: number | null;
+  /** ETA band (p10–p90), null until enough slices were seen. */
+  readonly etaLowSeconds: number | null;
+  readonly etaHighSeconds: number | null;
+  /** Running, not throttled, and the cursor has not moved for TRICKLE_STUCK_AFTER_MS. */
+  readonly stuck: boolean;
+  readonly progressAt: string | null;
+  readonly quarantined: number | string;
+  readonly failedSteps: number | string;
+  readonly verifiedAt: string | null;
+  readonly residual: number | string | null;
+  readonly throttle: { readonly reason: string; readonly until: string } | null;
 }
 
-function statusJson(row: MigrationRow, nowMs: number): StatusJson {
-  const figures = computeProgress(row, nowMs);
+function statusJson(row: MigrationRow, nowMs: number, stuckAfterMs: number): StatusJson {
+  const figures = computeProgress(row, nowMs, { stuckAfterMs });
   return {
     name: row.name,
     status: row.status,
@@ -115,7 +130,27 @@ function statusJson(row: MigrationRow, nowMs: number): StatusJson {
     pass: row.pass,
     steps: jsonCount(row.steps),
     batchSize: row.batchSize,
+    etaLowSeconds: figures.etaLowSeconds === null ? null : round(figures.etaLowSeconds, 1),
+    etaHighSeconds: figures.etaHighSeconds === null ? null : round(figures.etaHighSeconds, 1),
+    stuck: figures.stuck,
+    progressAt: row.progressAt,
+    quarantined: jsonCount(row.quarantined),
+    failedSteps: jsonCount(row.failedSteps),
+    verifiedAt: row.verifiedAt,
+    residual: row.residual === null ? null : jsonCount(row.residual),
+    throttle:
+      figures.throttled && row.throttledUntil
+        ? { reason: row.throttleReason ?? "throttled", until: row.throttledUntil }
+        : null,
   };
+}
+
+/** `ETA 3m05s`, or with a band `ETA 3m05s (2m40s–4m10s)`. */
+function etaText(figures: ReturnType<typeof computeProgress>): string {
+  const eta = `ETA ${formatDuration(figures.etaSeconds)}`;
+  if (figures.etaLowSeconds === null) return eta;
+  const high = figures.etaHighSeconds === null ? "?" : formatDuration(figures.etaHighSeconds);
+  return `${eta} (${formatDuration(figures.etaLowSeconds)}–${high})`;
 }
 
 function round(n: number, digits: number): number {
@@ -130,11 +165,15 @@ async function readRows(client: Client): Promise<MigrationRow[]> {
   return store.list();
 }
 
-/** Human lines for rows: one summary line each, plus indented lease / reason / error lines when present. */
-function describeRows(rows: readonly MigrationRow[], nowMs: number): string[] {
+/**
+ * Human lines for rows: one summary line each, plus indented lines when present: lease, throttle, stuck, reason,
+ * quarantined rows, verification, error.
+ */
+function describeRows(rows: readonly MigrationRow[], nowMs: number, stuckAfterMs: number): string[] {
   const lines: string[] = [];
-  const cells = rows.map((row) => {
-    const f = computeProgress(row, nowMs);
+  const figures = rows.map((row) => computeProgress(row, nowMs, { stuckAfterMs }));
+  const cells = rows.map((row, i) => {
+    const f = figures[i]!;
     return [
       row.name,
       row.status,
@@ -142,7 +181,7 @@ function describeRows(rows: readonly MigrationRow[], nowMs: number): string[] {
       `${f.percent.toFixed(1)}%`,
       formatRate(f.rate),
       row.status === "running"
-        ? `ETA ${formatDuration(f.etaSeconds)}`
+        ? etaText(f)
         : row.endedAt !== null
           ? `took ${formatDuration(f.elapsedSeconds)}`
           : "",
@@ -150,21 +189,39 @@ function describeRows(rows: readonly MigrationRow[], nowMs: number): string[] {
   });
   const aligned = table(cells);
   rows.forEach((row, i) => {
+    const f = figures[i]!;
     lines.push(aligned[i]!);
     if (row.leaseOwner) lines.push(`    lease: ${row.leaseOwner} until ${row.leaseExpiresAt ?? "?"}`);
+    if (f.throttled) lines.push(`    throttled until ${row.throttledUntil}: ${row.throttleReason ?? "?"}`);
+    if (f.stuck)
+      lines.push(
+        `    STUCK: the cursor has not moved since ${row.progressAt ?? row.lastUpdateAt ?? row.startedAt} (threshold ${formatDuration(stuckAfterMs / 1000)})`,
+      );
     if (row.reason) lines.push(`    reason: ${row.reason}`);
+    if (row.quarantined > 0n)
+      lines.push(
+        `    quarantined: ${formatCount(row.quarantined)} rows skipped (see \`trickle failures ${row.name}\`)`,
+      );
+    if (row.verifiedAt)
+      lines.push(
+        `    verified: ${row.verifiedAt}, ${formatCount(row.residual ?? 0n)} rows still needing work${row.quarantined > 0n ? " besides the quarantined ones" : ""}`,
+      );
     if (row.error) lines.push(`    error: ${row.error}`);
   });
   return lines;
 }
 
-export async function statusCommand(client: Client, command: Of<"status">): Promise<number> {
+export async function statusCommand(
+  client: Client,
+  command: Of<"status">,
+  operator: Pick<OperatorConfig, "stuckAfterMs">,
+): Promise<number> {
   const rows = await readRows(client);
   const now = Date.now();
   if (command.json) {
     out(
       JSON.stringify(
-        rows.map((row) => statusJson(row, now)),
+        rows.map((row) => statusJson(row, now, operator.stuckAfterMs)),
         null,
         2,
       ),
@@ -175,7 +232,7 @@ export async function statusCommand(client: Client, command: Of<"status">): Prom
     out("no migrations recorded in this database yet (run `trickle run` or start the server)");
     return 0;
   }
-  for (const line of describeRows(rows, now)) out(line);
+  for (const line of describeRows(rows, now, operator.stuckAfterMs)) out(line);
   return 0;
 }
 
@@ -252,6 +309,21 @@ class RunProgress {
         live.status = "failed";
         live.note = event.message;
         break;
+      case "blocked":
+        live.note = event.reason;
+        break;
+      case "throttled":
+        live.note = `throttled: ${event.reason}`;
+        break;
+      case "quarantined":
+        live.note = `quarantined key ${event.key} (${formatCount(event.quarantined)} in all): ${event.message}`;
+        break;
+      case "bisecting":
+        live.note = `bisecting a failing step: ${event.size} of ${event.suspect} keys`;
+        break;
+      case "quarantine-retried":
+        live.note = `retried quarantined key ${event.key}: ${event.resolved ? "resolved" : "failed again"}`;
+        break;
     }
     this.#renderer.update(this.#lines(now));
   }
@@ -289,12 +361,17 @@ export async function runCommand(
   client: Client,
   command: Of<"run">,
   migrations: readonly MigrationDefinition[],
+  operator: OperatorConfig,
 ): Promise<number> {
   const runner = new Runner({
     client,
     migrations,
     owner: `cli-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
+    tuning: operator.tuning,
+    throttle: operator.throttle,
   });
+  const notifier = operator.webhook ? new WebhookNotifier({ ...operator.webhook, log: err }) : undefined;
+  notifier?.attach(runner);
   await runner.init();
   const names = new Set(runner.migrations.map((m) => m.name));
   const before = (await runner.store.list()).filter((row) => names.has(row.name));
@@ -326,11 +403,14 @@ export async function runCommand(
     progress.finish();
   }
 
+  // Webhook deliveries in flight get a bounded chance to finish before the process exits.
+  if (notifier && notifier.pending > 0)
+    await Promise.race([notifier.idle(), new Promise((resolve) => setTimeout(resolve, 10_000))]);
   const after = (await runner.store.list()).filter((row) => names.has(row.name));
   const now = Date.now();
   const seconds = ((performance.now() - began) / 1000).toFixed(1);
   out(`run finished in ${seconds} s${received ? ` (stopped by ${received})` : ""}:`);
-  for (const line of describeRows(after, now)) out(`  ${line}`);
+  for (const line of describeRows(after, now, operator.stuckAfterMs)) out(`  ${line}`);
   // Reasons only this process knows (not yet written to the row), e.g. a transient error it backed off from.
   for (const state of runner.state()) {
     const row = after.find((r) => r.name === state.name);
@@ -385,40 +465,159 @@ export async function verifyCommand(
       continue;
     }
     const residual = await plan.readResidual(client, null, null);
-    out(`${name}: ${formatCount(residual)} rows still need work`);
+    const quarantined = (await store.listFailures(name)).length;
+    out(
+      `${name}: ${formatCount(residual)} rows still need work` +
+        (quarantined > 0
+          ? ` (${formatCount(quarantined)} of them quarantined: trickle failures ${name})`
+          : ""),
+    );
     if (residual !== 0n) outstanding = true;
   }
   return outstanding ? 1 : 0;
 }
 
+/** `dry-run --json`: the report with exact integers (numbers while safe, else decimal text). */
+function dryRunJson(report: DryRunReport): unknown {
+  return JSON.parse(
+    JSON.stringify(report, (_key, value) => (typeof value === "bigint" ? jsonCount(value) : value)),
+  );
+}
+
+function plural(n: number, word: string): string {
+  return `${formatCount(n)} ${word}${n === 1 ? "" : "s"}`;
+}
+
+/** Short durations with decimals (`0.12s`), longer ones as `formatDuration` does. */
+function seconds(value: number): string {
+  return value < 10 ? `${value.toFixed(2)}s` : formatDuration(value);
+}
+
+function describeDryRun(report: DryRunReport, state: string): string[] {
+  const lines: string[] = [];
+  if (report.blockedBy) return [`${report.name} [${state}]: would wait (${report.blockedBy})`];
+  const c = report.candidates;
+  const range = !c || c.minKey === null ? "no keys" : `${report.key} ${c.minKey}..${c.maxKey}`;
+  lines.push(
+    `${report.name} [${state}]: ${formatCount(c?.rowsTotal ?? 0n)} candidate rows in ${report.table} (${range}); ` +
+      `filter: ${report.filter}`,
+  );
+  const step = report.step;
+  if (step) {
+    lines.push(
+      `    step (rolled back): ${report.key} ${step.fromKey}..${step.toKey}, ${formatCount(step.keys)} keys, ` +
+        `${formatCount(step.rows)} rows changed in ${step.durationMs.toFixed(1)} ms`,
+    );
+  }
+  for (const sample of report.samples) {
+    const changes = sample.changed.map((col) =>
+      sample.after === null
+        ? `${col} ${JSON.stringify(sample.before[col])} → (deleted)`
+        : `${col} ${JSON.stringify(sample.before[col])} → ${JSON.stringify(sample.after[col])}`,
+    );
+    lines.push(`    ${report.key} ${sample.key}: ${changes.length > 0 ? changes.join(", ") : "unchanged"}`);
+  }
+  const p = report.projection;
+  if (p && p.steps > 0) {
+    const s = p.schedule;
+    const schedule =
+      s.tickIntervalMs <= s.sliceBudgetMs + s.yieldMs
+        ? `${s.sliceBudgetMs} ms slices back to back`
+        : `${s.sliceBudgetMs} ms slices every ${s.tickIntervalMs} ms`;
+    lines.push(
+      `    projection: ${formatCount(p.keysInRange)} keys at ${formatRate(p.keysPerSecond).replace("/s", " keys/s")} in steps → ` +
+        `${plural(p.steps, "step")} of ~${formatCount(p.batchAtTarget)} keys in ${plural(p.slices, "slice")}; ` +
+        `${seconds(p.busySeconds)} in steps, about ${seconds(p.wallSeconds)} in all (${schedule})`,
+    );
+  }
+  for (const note of report.notes) lines.push(`    note: ${note}`);
+  return lines;
+}
+
 export async function dryRunCommand(
   client: Client,
+  command: Of<"dry-run">,
+  migrations: readonly MigrationDefinition[],
+  operator: OperatorConfig,
+): Promise<number> {
+  const rows = await readRows(client);
+  const reports: { report: DryRunReport; state: string }[] = [];
+  for (const definition of migrations) {
+    const migration = resolveMigration(definition);
+    const state = rows.find((r) => r.name === migration.name)?.status ?? "not registered";
+    const report = await dryRunMigration(client, migration, {
+      tuning: resolveTuning(operator.tuning),
+      ...(command.batchSize !== undefined ? { batchSize: command.batchSize } : {}),
+      ...(command.tickIntervalMs !== undefined ? { tickIntervalMs: command.tickIntervalMs } : {}),
+    });
+    reports.push({ report, state });
+  }
+  if (command.json) {
+    out(
+      JSON.stringify(
+        reports.map((r) => dryRunJson(r.report)),
+        null,
+        2,
+      ),
+    );
+    return 0;
+  }
+  for (const { report, state } of reports) for (const line of describeDryRun(report, state)) out(line);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// failures
+
+export async function failuresCommand(
+  client: Client,
+  command: Of<"failures">,
   migrations: readonly MigrationDefinition[],
 ): Promise<number> {
+  const name = command.migration;
   const store = new StateStore(client);
-  const rows = await readRows(client);
-  for (const definition of migrations) {
-    const plan = new MigrationPlan(resolveMigration(definition));
-    const m = plan.migration;
-    const state = rows.find((r) => r.name === m.name)?.status ?? "not registered";
-    const skip = await notApplicable(store, plan);
-    if (skip) {
-      out(`${m.name} [${state}]: would wait (${skip})`);
-      continue;
+  if ((await store.existingTables([STATE_TABLE])).size === 0 || !(await store.get(name))) {
+    err(`trickle: no migration named "${name}" in this database`);
+    return 2;
+  }
+  const controls = new MigrationControls({ client, migrations, tuning: resolveTuning(), source: "cli" });
+  if (command.retry) {
+    const keys = command.keys?.map((k) => BigInt(k));
+    const result = await controls.retryFailures(name, keys);
+    if (result.status === "not-found") {
+      err(`trickle: no migration named "${name}" in this database`);
+      return 2;
     }
-    const columns = await missingColumns(client, plan);
-    if (columns.length > 0) {
-      out(
-        `${m.name} [${state}]: would add column ${columns.join(", ")}, then process every row of ${m.table}`,
-      );
-      continue;
-    }
-    const bounds = await plan.readBounds(client);
-    const range = bounds.minKey === null ? "no keys" : `${m.key} ${bounds.minKey}..${bounds.maxKey}`;
+    const when =
+      result.to === "running" || result.to === "pending"
+        ? "the next run or server tick retries them"
+        : `they are retried once the migration runs again (it is ${result.to})`;
+    out(`${name}: ${result.requested} quarantined rows marked for retry; ${when}`);
+    return 0;
+  }
+  const failures = (await controls.failures(name, { includeResolved: command.all })) ?? [];
+  if (command.json) {
     out(
-      `${m.name} [${state}]: ${formatCount(bounds.rowsTotal)} candidate rows in ${m.table} (${range}); ` +
-        `filter: ${m.filter}`,
+      JSON.stringify(
+        failures.map((f) => ({ ...f, key: f.key.toString() })),
+        null,
+        2,
+      ),
     );
+    return 0;
+  }
+  if (failures.length === 0) {
+    out(`${name}: no quarantined rows${command.all ? "" : " (--all lists resolved ones too)"}`);
+    return 0;
+  }
+  out(`${name}: ${failures.length} quarantined rows`);
+  for (const f of failures) {
+    const state = f.resolvedAt
+      ? `resolved ${f.resolvedAt} (${f.resolution ?? "?"})`
+      : f.retryRequestedAt
+        ? "retry requested"
+        : "unresolved";
+    out(`  key ${f.key}: ${state}, ${f.attempts} attempt(s), last at ${f.at}: ${f.error}`);
   }
   return 0;
 }

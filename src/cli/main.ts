@@ -6,6 +6,7 @@
  * 130 / 143 when `run` was stopped by SIGINT / SIGTERM.
  */
 import type { Client } from "@libsql/client";
+import { loadOperatorConfig, type OperatorConfig } from "../engine/operator-config.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
 import { BUILTIN_MIGRATIONS, selectMigrations } from "../migrations/registry.ts";
 import { databaseConfigFromEnv, openDatabase } from "../node/database.ts";
@@ -14,6 +15,7 @@ import { type Command, parseCommand, USAGE, UsageError } from "./args.ts";
 import {
   controlCommand,
   dryRunCommand,
+  failuresCommand,
   runCommand,
   seedCommand,
   statusCommand,
@@ -42,9 +44,9 @@ function enabledMigrations(
   }
 }
 
-/** `verify` and `dry-run` take one migration by name (any built-in), or the enabled ones. */
+/** `verify`, `dry-run` and `failures` take one migration by name (any built-in), or the enabled ones. */
 function targetMigrations(
-  command: Extract<Command, { name: "verify" | "dry-run" }>,
+  command: Extract<Command, { name: "verify" | "dry-run" | "failures" }>,
   env: Record<string, string | undefined>,
 ) {
   if (command.migration === undefined) return enabledMigrations(command.migrations, env);
@@ -63,11 +65,17 @@ export async function main(
 ): Promise<number> {
   let command: Command;
   let migrations: MigrationDefinition[] = [];
+  let operator: OperatorConfig;
   try {
     command = parseCommand(argv);
     if (command.name === "help") {
       out(USAGE);
       return 0;
+    }
+    try {
+      operator = loadOperatorConfig(env);
+    } catch (error) {
+      throw new UsageError(messageOf(error));
     }
     // Everything that can be checked without the database is checked before opening it.
     if (command.name === "seed") {
@@ -76,7 +84,7 @@ export async function main(
       } catch (error) {
         throw new UsageError(`seed: ${messageOf(error)}`);
       }
-    } else if (command.name === "verify" || command.name === "dry-run") {
+    } else if (command.name === "verify" || command.name === "dry-run" || command.name === "failures") {
       migrations = targetMigrations(command, env);
     } else if (command.name !== "status") {
       migrations = enabledMigrations(command.migrations, env);
@@ -105,13 +113,15 @@ export async function main(
       case "seed":
         return await seedCommand(client, command);
       case "status":
-        return await statusCommand(client, command);
+        return await statusCommand(client, command, operator);
       case "run":
-        return await runCommand(client, command, migrations);
+        return await runCommand(client, command, migrations, operator);
       case "verify":
         return await verifyCommand(client, migrations);
       case "dry-run":
-        return await dryRunCommand(client, migrations);
+        return await dryRunCommand(client, command, migrations, operator);
+      case "failures":
+        return await failuresCommand(client, command, migrations);
       default:
         return await controlCommand(client, command.name, command.migration, migrations);
     }

@@ -8,12 +8,20 @@
  */
 import type { Client } from "@libsql/client";
 import { type MigrationDefinition, type ResolvedMigration, resolveMigration } from "../migrations/define.ts";
-import { MigrationPlan } from "./plan.ts";
+import { type DryRunOptions, type DryRunReport, dryRunMigration } from "./dry-run.ts";
 import { SQL_NOW } from "./sql.ts";
-import { type ControlAction, type ControlResult, type MigrationRow, StateStore } from "./state-store.ts";
+import {
+  type ControlAction,
+  type ControlResult,
+  type FailureRow,
+  type MigrationRow,
+  StateStore,
+} from "./state-store.ts";
 import { resolveTuning, type Tuning } from "./tuning.ts";
 
-export type { ControlAction, ControlResult } from "./state-store.ts";
+export type { DryRunOptions, DryRunReport, DryRunSample } from "./dry-run.ts";
+export { dryRunMigration } from "./dry-run.ts";
+export type { ControlAction, ControlResult, FailureRow } from "./state-store.ts";
 
 export const AUDIT_TABLE = "_async_migration_audit";
 export const CONTROL_ACTIONS: readonly ControlAction[] = ["pause", "resume", "cancel", "retry"];
@@ -36,26 +44,18 @@ export type TuneResult =
   | { readonly status: "not-found"; readonly name: string }
   | { readonly status: "invalid"; readonly name: string; readonly field: string; readonly message: string };
 
-/** What a run of this migration would do, without writing anything. */
-export interface DryRunReport {
-  readonly name: string;
-  readonly description: string;
-  readonly table: string;
-  readonly key: string;
-  readonly filter: string;
-  readonly status: string | null;
-  /** Set when the migration cannot start here (missing tables, a key that cannot be walked). */
-  readonly blockedBy: string | null;
-  /** Candidate rows now, and the key range a run starting now would freeze; null when blocked. */
-  readonly candidates: {
-    readonly rowsTotal: bigint;
-    readonly minKey: bigint | null;
-    readonly maxKey: bigint | null;
-  } | null;
-  readonly prerequisites: MigrationDefinition["prerequisites"];
-  /** SQL of one step (fence, cursor advance, data change, progress), for review. */
-  readonly stepSql: readonly string[];
-}
+/** What asking to retry quarantined rows did. */
+export type FailureRetryResult =
+  | {
+      readonly status: "ok";
+      readonly name: string;
+      /** Quarantined rows now marked for retry. */
+      readonly requested: number;
+      readonly from: string;
+      /** `running` when a `done` migration was reopened to run the retries. */
+      readonly to: string;
+    }
+  | { readonly status: "not-found"; readonly name: string };
 
 /** What the control routes need; the Node entry and the in-process service both provide one. */
 export interface ControlPort {
@@ -67,7 +67,11 @@ export interface ControlPort {
   /** `note` (an operator's remark) goes into the audit record. */
   act(name: string, action: ControlAction, note?: string): Promise<ControlResult>;
   tune(name: string, patch: TuningPatch): Promise<TuneResult>;
-  dryRun(name: string): Promise<DryRunReport | undefined>;
+  dryRun(name: string, options?: DryRunOptions): Promise<DryRunReport | undefined>;
+  /** Quarantined rows of a registered migration (unresolved ones unless `includeResolved`). */
+  failures(name: string, options?: { includeResolved?: boolean }): Promise<FailureRow[] | undefined>;
+  /** Marks quarantined rows (all, or `keys`) for the runner to retry. */
+  retryFailures(name: string, keys?: readonly bigint[], note?: string): Promise<FailureRetryResult>;
 }
 
 export interface AuditRecord {
@@ -91,7 +95,7 @@ export interface MigrationControlsOptions {
   /** Called after every state change (to wake the runner, drop cached snapshots). */
   readonly onChange?: (name: string, action: ControlAction | "tune") => void;
   /** Runs the dry-run elsewhere (Node: in the engine's worker, off the request thread). */
-  readonly dryRun?: (name: string) => Promise<DryRunReport>;
+  readonly dryRun?: (name: string, options: DryRunOptions) => Promise<DryRunReport>;
 }
 
 export class MigrationControls implements ControlPort {
@@ -190,21 +194,55 @@ export class MigrationControls implements ControlPort {
     return { status: "ok", name, tuning: merged };
   }
 
-  async dryRun(name: string): Promise<DryRunReport | undefined> {
+  async dryRun(name: string, options: DryRunOptions = {}): Promise<DryRunReport | undefined> {
     const migration = this.#definitions.get(name);
     if (!migration) return undefined;
+    const withTuning = { ...options, tuning: options.tuning ?? this.#options.tuning };
     const report = this.#options.dryRun
-      ? await this.#options.dryRun(name)
-      : await dryRunMigration(this.#client, migration);
+      ? await this.#options.dryRun(name, withTuning)
+      : await dryRunMigration(this.#client, migration, withTuning);
     await this.#audit({
       name,
       action: "dry-run",
       from: report.status,
       to: report.status,
       result: "ok",
-      detail: { blockedBy: report.blockedBy, rowsTotal: report.candidates?.rowsTotal.toString() ?? null },
+      detail: {
+        blockedBy: report.blockedBy,
+        rowsTotal: report.candidates?.rowsTotal.toString() ?? null,
+        stepMs: report.step?.durationMs ?? null,
+        projectedSeconds: report.projection?.wallSeconds ?? null,
+      },
     });
     return report;
+  }
+
+  async failures(
+    name: string,
+    options: { includeResolved?: boolean } = {},
+  ): Promise<FailureRow[] | undefined> {
+    if (!this.#definitions.has(name)) return undefined;
+    return this.store.listFailures(name, options);
+  }
+
+  async retryFailures(name: string, keys?: readonly bigint[], note?: string): Promise<FailureRetryResult> {
+    if (!this.#definitions.has(name)) return { status: "not-found", name };
+    const result = await this.store.requestFailureRetry(name, keys);
+    if (!result) return { status: "not-found", name };
+    await this.#audit({
+      name,
+      action: "retry-failures",
+      from: result.from,
+      to: result.to,
+      result: "ok",
+      detail: {
+        requested: result.requested,
+        ...(keys && keys.length > 0 ? { keys: keys.map(String) } : {}),
+        ...(note !== undefined ? { note } : {}),
+      },
+    });
+    if (result.requested > 0) this.#options.onChange?.(name, "retry");
+    return { status: "ok", name, ...result };
   }
 
   /** The newest audit records first. */
@@ -259,50 +297,4 @@ export async function ensureAuditTable(client: Client): Promise<void> {
     `CREATE TABLE IF NOT EXISTS ${AUDIT_TABLE} (id INTEGER PRIMARY KEY, at TEXT NOT NULL, name TEXT NOT NULL,
        action TEXT NOT NULL, from_status TEXT, to_status TEXT, result TEXT NOT NULL, detail TEXT)`,
   );
-}
-
-/**
- * Reads what a run of `migration` starting now would cover and shows the SQL of one step. Read-only: nothing
- * is created or changed (prerequisites are listed, not built).
- */
-export async function dryRunMigration(client: Client, migration: ResolvedMigration): Promise<DryRunReport> {
-  const store = new StateStore(client);
-  const plan = new MigrationPlan(migration);
-  const tables = await store.existingTables([...new Set([migration.table, ...migration.requires])]);
-  const missing = migration.requires.filter((t) => !tables.has(t));
-  const stateTable = await store.existingTables(["_async_migrations"]);
-  const status = stateTable.size > 0 ? ((await store.get(migration.name))?.status ?? null) : null;
-  let blockedBy: string | null = missing.length > 0 ? `table ${missing.join(", ")} does not exist` : null;
-  if (blockedBy === null) blockedBy = (await plan.keyProblem(client)) ?? null;
-  // Prerequisite columns may not exist yet, so the bounds read could fail on a filter that uses them.
-  const columnsMissing = migration.prerequisites.some((p) => p.kind === "column");
-  let candidates: DryRunReport["candidates"] = null;
-  if (blockedBy === null) {
-    try {
-      candidates = await plan.readBounds(client);
-    } catch (error) {
-      if (!columnsMissing || !/no such column/i.test((error as Error).message)) throw error;
-      blockedBy = "a prerequisite column does not exist yet; it is added when the run starts";
-    }
-  }
-  const lease = { name: migration.name, owner: "dry-run", epoch: 0n, ttlMs: 1000 };
-  const { statements } = plan.stepStatements(
-    store,
-    lease,
-    { cursor: null, minKey: candidates?.minKey ?? 0n, maxKey: candidates?.maxKey ?? 0n, pass: 1 },
-    100,
-    0,
-  );
-  return {
-    name: migration.name,
-    description: migration.definition.description,
-    table: migration.table,
-    key: migration.key,
-    filter: migration.filter,
-    status,
-    blockedBy,
-    candidates,
-    prerequisites: migration.prerequisites,
-    stepSql: statements.map((s) => (typeof s === "string" ? s : s.sql).replace(/\s+/g, " ").trim()),
-  };
 }

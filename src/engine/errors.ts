@@ -122,3 +122,27 @@ function safeString(value: unknown): string {
     return String(value);
   }
 }
+
+/** SQLite codes a single row can cause (a constraint, a type mismatch, a runtime error in an expression). */
+const ROW_LEVEL_CODES = [
+  "SQLITE_CONSTRAINT",
+  "SQLITE_MISMATCH",
+  "SQLITE_ERROR",
+  "SQLITE_TOOBIG",
+  "SQLITE_RANGE",
+];
+
+/** Messages of errors that come from the statement itself, so every row would fail the same way. */
+const STATEMENT_LEVEL =
+  /no such (table|column|function|collation|index|module)|syntax error|has no column named|incomplete input|unrecognized token|wrong number of arguments|misuse of|ambiguous column name|not authorized|too many SQL variables|no tables specified|cannot (start|commit)/i;
+
+/**
+ * Whether a deterministic step error may come from particular rows (a poison row), so that bisecting the step
+ * can find them. Errors of the statement itself (a missing column, a syntax error) fail every row alike and are
+ * not worth bisecting: the migration fails at once with the message.
+ */
+export function isRowLevelError(error: ClassifiedError): boolean {
+  if (error.kind !== "deterministic") return false;
+  if (STATEMENT_LEVEL.test(error.message)) return false;
+  return ROW_LEVEL_CODES.some((c) => error.code === c || error.code.startsWith(`${c}_`));
+}

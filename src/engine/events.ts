@@ -1,4 +1,6 @@
-/** What a runner does, as typed events (for logs, progress bars, snapshots and tests). */
+/** What a runner does, as typed events (for logs, progress bars, snapshots, hooks and tests). */
+import type { ThrottleSignal } from "./throttle.ts";
+
 export type RunnerEvent =
   | {
       readonly type: "run-started";
@@ -31,7 +33,51 @@ export type RunnerEvent =
   | { readonly type: "waiting"; readonly name: string; readonly reason: string }
   | { readonly type: "lease-lost"; readonly name: string }
   | { readonly type: "sweep"; readonly name: string; readonly residual: bigint; readonly pass: number }
-  | { readonly type: "done"; readonly name: string; readonly rowsProcessed: bigint }
-  | { readonly type: "failed"; readonly name: string; readonly message: string };
+  | {
+      readonly type: "done";
+      readonly name: string;
+      readonly rowsProcessed: bigint;
+      /** Candidate rows of the run (re-sweeps included); set by this version's runner. */
+      readonly rowsTotal?: bigint;
+      /** Rows skipped as poison rows and still unresolved. */
+      readonly quarantined?: bigint;
+    }
+  | {
+      readonly type: "failed";
+      readonly name: string;
+      readonly message: string;
+      readonly rowsProcessed?: bigint;
+      readonly rowsTotal?: bigint;
+    }
+  /** A migration that depends on others waits for them (`reason` names them and their status). */
+  | { readonly type: "blocked"; readonly name: string; readonly reason: string }
+  /** A throttle signal tripped; the migration holds back until `untilMs` (wall clock). */
+  | {
+      readonly type: "throttled";
+      readonly name: string;
+      readonly signal: ThrottleSignal;
+      readonly policy: "backoff" | "hold";
+      readonly reason: string;
+      readonly untilMs: number;
+    }
+  /** A step failed on this key alone; the row was recorded and skipped (poison-row quarantine). */
+  | {
+      readonly type: "quarantined";
+      readonly name: string;
+      readonly key: bigint;
+      readonly message: string;
+      /** Unresolved quarantined rows of the migration now. */
+      readonly quarantined: bigint;
+    }
+  /** A quarantined row was retried on an operator's request. */
+  | {
+      readonly type: "quarantine-retried";
+      readonly name: string;
+      readonly key: bigint;
+      readonly resolved: boolean;
+      readonly message: string | null;
+    }
+  /** A deterministic step error is being bisected: the next step covers `size` keys of the `suspect` ones. */
+  | { readonly type: "bisecting"; readonly name: string; readonly suspect: number; readonly size: number };
 
 export type RunnerEventListener = (event: RunnerEvent) => void;

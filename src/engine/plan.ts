@@ -2,11 +2,19 @@
  * The SQL of one migration: the bounds read that starts a run, the statements of one step, the verification
  * read, and the prerequisites. Everything here builds statements; nothing here decides when to run them.
  */
-import type { Client, InStatement, InValue } from "@libsql/client";
+import type { Client, InStatement, InValue, ResultSet } from "@libsql/client";
 import type { Prerequisite, ResolvedMigration, StepRange } from "../migrations/define.ts";
-import { literal, quote } from "./sql.ts";
+import { literal, quote, SQL_NOW } from "./sql.ts";
 import type { Lease, StateStore } from "./state-store.ts";
-import { STATE_TABLE, toBigIntOrNull } from "./state-store.ts";
+import { FAILURES_TABLE, STATE_TABLE, toBigIntOrNull } from "./state-store.ts";
+
+/** Anything that runs one statement: a `Client`, or a `Transaction` (the dry-run reads inside its own). */
+export interface Queryable {
+  execute(statement: InStatement): Promise<ResultSet>;
+}
+
+/** Error text stored with a quarantined row is cut to this length. */
+const MAX_ERROR_TEXT = 2000;
 
 /** Where one step starts: after the cursor, or (first step of a pass) at the run's lower bound inclusive. */
 export interface StepStart {
@@ -42,7 +50,7 @@ export class MigrationPlan {
       CAST(COUNT(*) AS TEXT) AS total FROM ${this.#table} WHERE (${this.migration.filter})`;
   }
 
-  async readBounds(client: Client): Promise<RunBounds> {
+  async readBounds(client: Queryable): Promise<RunBounds> {
     const row = (await client.execute(this.boundsStatement())).rows[0];
     if (!row) throw new Error(`bounds query for ${this.migration.name} returned no row`);
     const rowsTotal = toBigIntOrNull(row.total);
@@ -50,14 +58,26 @@ export class MigrationPlan {
     return { minKey: toBigIntOrNull(row.min_key), maxKey: toBigIntOrNull(row.max_key), rowsTotal };
   }
 
-  /** Rows in `[minKey, maxKey]` that still need work (the definition's `verify` condition). */
-  async readResidual(client: Client, minKey: bigint | null, maxKey: bigint | null): Promise<bigint> {
+  /**
+   * Rows in `[minKey, maxKey]` that still need work (the definition's `verify` condition). With
+   * `excludeQuarantined`, rows quarantined in `_async_migration_failures` (and not resolved) are not counted:
+   * they are accounted for separately, and re-sweeping them would only fail again.
+   */
+  async readResidual(
+    client: Queryable,
+    minKey: bigint | null,
+    maxKey: bigint | null,
+    options: { excludeQuarantined?: boolean } = {},
+  ): Promise<bigint> {
     const range = minKey === null || maxKey === null ? "1" : `${this.#key} >= :lo AND ${this.#key} <= :hi`;
     const args: Record<string, InValue> =
       minKey === null || maxKey === null ? {} : { ":lo": minKey, ":hi": maxKey };
+    const quarantine = options.excludeQuarantined ? ` AND ${this.#notQuarantined()}` : "";
+    if (options.excludeQuarantined) args[":trickle_name"] = this.migration.name;
     const row = (
       await client.execute({
-        sql: `SELECT CAST(COUNT(*) AS TEXT) AS n FROM ${this.#table} WHERE ${range} AND (${this.migration.verify})`,
+        sql: `SELECT CAST(COUNT(*) AS TEXT) AS n FROM ${this.#table}
+              WHERE ${range} AND (${this.migration.verify})${quarantine}`,
         args,
       })
     ).rows[0];
@@ -77,27 +97,30 @@ export class MigrationPlan {
     start: StepStart,
     size: number,
     busyMs: number,
+    failedAttempts = 0,
   ): { statements: InStatement[]; progressIndex: number } {
     const m = this.migration;
     const k = this.#key;
-    const filter = start.pass > 1 ? m.verify : m.filter; // re-sweeps only visit rows that still need work
+    // Re-sweeps only visit rows that still need work, and not the quarantined ones (they would fail again).
+    const filter = start.pass > 1 ? `(${m.verify}) AND ${this.#notQuarantined()}` : m.filter;
     const lower = start.cursor === null ? `${k} >= :trickle_lo` : `${k} > :trickle_lo`;
     const lo = start.cursor ?? start.minKey;
     const inRange = `${lower} AND ${k} <= ${this.#upper}`;
     const nameArg = { ":trickle_name": m.name };
-    const advance: InStatement = {
-      // The new cursor is the largest of the next `size` keys, or the frozen upper bound if fewer remain;
-      // keys are strictly greater than the old cursor, so the cursor strictly increases.
-      sql: `UPDATE ${STATE_TABLE} SET cursor = COALESCE((SELECT MAX(k) FROM (SELECT ${k} AS k FROM ${this.#table}
-              WHERE ${lower} AND ${k} <= :trickle_hi ORDER BY ${k} LIMIT :trickle_n)), :trickle_hi)
-            WHERE name = :trickle_name`,
-      args: { ":trickle_lo": lo, ":trickle_hi": start.maxKey, ":trickle_n": BigInt(size), ...nameArg },
-    };
+    const advance = this.#advance(start, size);
     const progress = (processed: string, args: Record<string, InValue>): InStatement => ({
       sql: `UPDATE ${STATE_TABLE} SET rows_processed = rows_processed + ${processed}, steps = steps + 1,
-              batch_size = :trickle_n, busy_ms = busy_ms + :trickle_busy, reason = NULL, ${store.renewal(lease)}
+              batch_size = :trickle_n, busy_ms = busy_ms + :trickle_busy, reason = NULL,
+              failed_steps = failed_steps + :trickle_failed, progress_at = ${SQL_NOW}, throttle_reason = NULL,
+              throttled_until = NULL, ${store.renewal(lease)}
             WHERE name = :trickle_name RETURNING CAST(cursor AS TEXT) AS cursor, CAST(rows_processed AS TEXT) AS rows_processed`,
-      args: { ":trickle_n": BigInt(size), ":trickle_busy": BigInt(Math.round(busyMs)), ...nameArg, ...args },
+      args: {
+        ":trickle_n": BigInt(size),
+        ":trickle_busy": BigInt(Math.round(busyMs)),
+        ":trickle_failed": BigInt(failedAttempts),
+        ...nameArg,
+        ...args,
+      },
     });
     if (m.definition.set !== undefined) {
       const data: InStatement = {
@@ -118,6 +141,132 @@ export class MigrationPlan {
       ":trickle_lo": lo,
     });
     return { statements: [store.fence(lease), advance, counted, ...custom], progressIndex: 2 };
+  }
+
+  /**
+   * Quarantines the next key after the cursor (a single-key step failed deterministically) in ONE fenced write
+   * batch: the cursor moves past it and the failure record is written in the same transaction, so a crash either
+   * loses both (the key is tried again) or keeps both. The row is not counted in `rows_processed`; the
+   * migration's `quarantined` is recounted from the failures table. Returns the statements and the index of the
+   * one returning `cursor`, `rows_processed` and `quarantined`.
+   */
+  quarantineStatements(
+    store: StateStore,
+    lease: Lease,
+    start: StepStart,
+    error: string,
+    failedAttempts: number,
+  ): { statements: InStatement[]; progressIndex: number } {
+    const name = { ":trickle_name": this.migration.name };
+    const statements: InStatement[] = [
+      store.fence(lease),
+      this.#advance(start, 1),
+      {
+        sql: `INSERT INTO ${FAILURES_TABLE} (name, key, error, at, attempts, pass)
+              VALUES (:trickle_name, ${this.#upper}, :trickle_error, ${SQL_NOW}, 1, :trickle_pass)
+              ON CONFLICT (name, key) DO UPDATE SET error = excluded.error, at = excluded.at,
+                attempts = attempts + 1, pass = excluded.pass, resolved_at = NULL, resolution = NULL,
+                retry_requested_at = NULL`,
+        args: {
+          ...name,
+          ":trickle_error": error.slice(0, MAX_ERROR_TEXT),
+          ":trickle_pass": BigInt(start.pass),
+        },
+      },
+      {
+        sql: `UPDATE ${STATE_TABLE} SET quarantined = ${this.#unresolvedCount()},
+                failed_steps = failed_steps + :trickle_failed, progress_at = ${SQL_NOW}, ${store.renewal(lease)}
+              WHERE name = :trickle_name
+              RETURNING CAST(cursor AS TEXT) AS cursor, CAST(rows_processed AS TEXT) AS rows_processed,
+                CAST(quarantined AS TEXT) AS quarantined`,
+        args: { ...name, ":trickle_failed": BigInt(failedAttempts) },
+      },
+    ];
+    return { statements, progressIndex: 3 };
+  }
+
+  /**
+   * Re-applies the change to one quarantined key (an operator asked for it), fenced, in one write batch: the data
+   * change, `rows_processed` (+ the rows changed), and the failure marked resolved. The cursor does not move.
+   * The last statement returns `rows_processed` and `quarantined`.
+   */
+  retryStatements(store: StateStore, lease: Lease, key: bigint): InStatement[] {
+    const m = this.migration;
+    const k = this.#key;
+    const args = { ":trickle_lo": key, ":trickle_name": m.name };
+    const where = `${k} >= :trickle_lo AND ${k} <= :trickle_lo`;
+    const resolve: InStatement[] = [
+      {
+        sql: `UPDATE ${FAILURES_TABLE} SET resolved_at = ${SQL_NOW}, resolution = 'retried', retry_requested_at = NULL
+              WHERE name = :trickle_name AND key = :trickle_lo`,
+        args,
+      },
+      {
+        sql: `UPDATE ${STATE_TABLE} SET quarantined = ${this.#unresolvedCount()}, progress_at = ${SQL_NOW},
+                ${store.renewal(lease)}
+              WHERE name = :trickle_name
+              RETURNING CAST(rows_processed AS TEXT) AS rows_processed, CAST(quarantined AS TEXT) AS quarantined`,
+        args: { ":trickle_name": m.name },
+      },
+    ];
+    const processed = (count: string): InStatement => ({
+      sql: `UPDATE ${STATE_TABLE} SET rows_processed = rows_processed + ${count} WHERE name = :trickle_name`,
+      args: { ":trickle_name": m.name, ...(count.includes(":trickle_lo") ? { ":trickle_lo": key } : {}) },
+    });
+    if (m.definition.set !== undefined) {
+      const data: InStatement = {
+        sql: `UPDATE ${this.#table} SET ${m.definition.set} WHERE ${where} AND (${m.filter})`,
+        args: { ":trickle_lo": key },
+      };
+      return [store.fence(lease), data, processed("changes()"), ...resolve];
+    }
+    const custom = m.definition.step({ where, candidates: `${where} AND (${m.filter})`, args: { ...args } });
+    const counted = processed(`(SELECT COUNT(*) FROM ${this.#table} WHERE ${where} AND (${m.filter}))`);
+    return [store.fence(lease), counted, ...custom, ...resolve];
+  }
+
+  /** The last key of the `size` keys from `start` (the range a step of that size covers), or null if none. */
+  rangeEndStatement(start: StepStart, size: number): InStatement {
+    const k = this.#key;
+    const lower = start.cursor === null ? `${k} >= :trickle_lo` : `${k} > :trickle_lo`;
+    return {
+      sql: `SELECT CAST(MAX(k) AS TEXT) AS k FROM (SELECT ${k} AS k FROM ${this.#table}
+            WHERE ${lower} AND ${k} <= :trickle_hi ORDER BY ${k} LIMIT :trickle_n)`,
+      args: {
+        ":trickle_lo": start.cursor ?? start.minKey,
+        ":trickle_hi": start.maxKey,
+        ":trickle_n": BigInt(size),
+      },
+    };
+  }
+
+  /** Moves the cursor over the next `size` keys (candidates or not) within the frozen upper bound. */
+  #advance(start: StepStart, size: number): InStatement {
+    const k = this.#key;
+    const lower = start.cursor === null ? `${k} >= :trickle_lo` : `${k} > :trickle_lo`;
+    return {
+      // The new cursor is the largest of the next `size` keys, or the frozen upper bound if fewer remain;
+      // keys are strictly greater than the old cursor, so the cursor strictly increases.
+      sql: `UPDATE ${STATE_TABLE} SET cursor = COALESCE((SELECT MAX(k) FROM (SELECT ${k} AS k FROM ${this.#table}
+              WHERE ${lower} AND ${k} <= :trickle_hi ORDER BY ${k} LIMIT :trickle_n)), :trickle_hi)
+            WHERE name = :trickle_name`,
+      args: {
+        ":trickle_lo": start.cursor ?? start.minKey,
+        ":trickle_hi": start.maxKey,
+        ":trickle_n": BigInt(size),
+        ":trickle_name": this.migration.name,
+      },
+    };
+  }
+
+  /** SQL condition: this row of the table is not an unresolved quarantined key (uses `:trickle_name`). */
+  #notQuarantined(): string {
+    return `NOT EXISTS (SELECT 1 FROM ${FAILURES_TABLE} trickle_f WHERE trickle_f.name = :trickle_name
+      AND trickle_f.key = ${this.#table}.${this.#key} AND trickle_f.resolved_at IS NULL)`;
+  }
+
+  #unresolvedCount(): string {
+    return `(SELECT COUNT(*) FROM ${FAILURES_TABLE} WHERE name = :trickle_name AND resolved_at IS NULL)`;
   }
 
   /** Creates missing prerequisites, each in a fenced transaction. */

@@ -1,20 +1,53 @@
 /**
  * The runner: one tick = one slice = steps of one or more migrations until the time budget is spent.
  *
- * A slice takes each runnable migration's lease, starts its run if needed (prerequisites, frozen bounds), then
- * runs fenced keyset steps sized by the BatchSizer, yielding between them, until the range is covered and
- * verification finds nothing left (→ `done`), the budget would be overrun, or something stops it. Transient
- * errors back off and retry; deterministic errors fail the migration; a lost lease ends its part of the slice.
+ * A slice takes each runnable migration's lease, starts its run if needed (dependencies, prerequisites, frozen
+ * bounds), then runs fenced keyset steps sized by the BatchSizer, yielding between them, until the range is
+ * covered and verification finds nothing left (→ `done`), the budget would be overrun, or something stops it.
+ * Runnable migrations share a slice fairly: each gets its share of what is left of the budget, oldest progress
+ * first, and whatever time the others leave unused goes round again.
+ *
+ * Errors: transient ones back off and retry; a deterministic step error that rows may cause is bisected down to
+ * the failing key, which is quarantined (recorded and skipped, in the same batch as the cursor move) while the run
+ * goes on — up to a cap, and unless more than half of at least 50 step attempts failed (GitLab's rule); any other
+ * deterministic error fails the migration; a lost lease ends its part of the slice. Throttle signals (SQLITE_BUSY
+ * rate, a slow probe query, quiet hours) hold a migration back with the reason recorded in its row.
  */
 import type { Client } from "@libsql/client";
-import { type MigrationDefinition, type ResolvedMigration, resolveMigration } from "../migrations/define.ts";
+import {
+  checkDependencies,
+  type MigrationDefinition,
+  type ResolvedMigration,
+  resolveMigration,
+} from "../migrations/define.ts";
 import { BatchSizer } from "./batch-sizer.ts";
 import { reopenAfterBusy } from "./busy-recovery.ts";
 import { type Clock, systemClock } from "./clock.ts";
-import { type ClassifiedError, classifyError, LeaseLostError } from "./errors.ts";
+import { type ClassifiedError, classifyError, isRowLevelError, LeaseLostError } from "./errors.ts";
 import type { RunnerEvent, RunnerEventListener } from "./events.ts";
 import { MigrationPlan } from "./plan.ts";
-import { type Lease, type MigrationRow, StateStore, toBigIntOrNull } from "./state-store.ts";
+import {
+  type Lease,
+  type MigrationRow,
+  RATE_WINDOW_POINTS,
+  StateStore,
+  toBigIntOrNull,
+} from "./state-store.ts";
+import {
+  BusyWindow,
+  checkThrottleConfig,
+  DEFAULT_BACKOFF,
+  DEFAULT_BUSY_WINDOW,
+  DEFAULT_PROBE_EVERY_MS,
+  describePolicy,
+  type ProbeThrottle,
+  parseQuietHours,
+  policyMs,
+  type QuietWindow,
+  quietWindowAt,
+  type ThrottleConfig,
+  type ThrottleDecision,
+} from "./throttle.ts";
 import { resolveTuning, type Tuning } from "./tuning.ts";
 
 export interface RunnerOptions {
@@ -25,6 +58,10 @@ export interface RunnerOptions {
   readonly tuning?: Partial<Tuning>;
   readonly clock?: Clock;
   readonly onEvent?: RunnerEventListener;
+  /** Runner-wide throttling (busy rate, probe query, quiet hours); definitions may add their own. */
+  readonly throttle?: ThrottleConfig;
+  /** Wall clock in ms (quiet hours, throttle deadlines, ETA points). Default `Date.now`. */
+  readonly wallClock?: () => number;
 }
 
 /** How one migration's part of a slice ended. */
@@ -33,6 +70,8 @@ export type MigrationOutcome =
   | "done"
   | "failed"
   | "waiting" // cannot start yet (missing tables)
+  | "blocked" // waits for the migrations it depends on
+  | "throttled" // a throttle signal holds it back for now
   | "retrying" // transient error; backing off
   | "lease-lost"
   | "leased-elsewhere"
@@ -46,6 +85,14 @@ export interface SliceResult {
   readonly moreWork: boolean;
 }
 
+/** A throttle as the runner knows it in-process. */
+export interface RunnerThrottleState {
+  readonly reason: string;
+  readonly policy: "backoff" | "hold";
+  /** Wall-clock ms. */
+  readonly untilMs: number;
+}
+
 /** What this runner knows about a migration beyond its row: why it waits, how it is sized. */
 export interface RunnerMigrationState {
   readonly name: string;
@@ -53,6 +100,32 @@ export interface RunnerMigrationState {
   readonly attempts: number;
   readonly batchSize: number | null;
   readonly lastStepMs: number | null;
+  readonly throttle: RunnerThrottleState | null;
+}
+
+interface MutableState {
+  reason: string | null;
+  attempts: number;
+  batchSize: number | null;
+  lastStepMs: number | null;
+  throttle: RunnerThrottleState | null;
+}
+
+/** What one slice knows across migrations: statuses as they change, and outcomes so far. */
+interface SliceContext {
+  readonly statuses: Map<string, string>;
+  readonly outcomes: Map<string, MigrationOutcome>;
+}
+
+/** Running totals of one migration's part of a slice. */
+interface Work {
+  steps: number;
+  rows: bigint;
+  unrecordedBusyMs: number;
+  /** Rows processed plus quarantined, as last seen (for the ETA window); null before the run starts. */
+  covered: bigint | null;
+  /** The ETA window as of this slice when the run (re)started in it (it starts over), else undefined. */
+  window: ReadonlyArray<readonly [number, number]> | undefined;
 }
 
 const RUNNABLE = new Set(["pending", "running"]);
@@ -62,7 +135,12 @@ const STILL_WORKING: ReadonlySet<MigrationOutcome> = new Set([
   "lease-lost",
   "leased-elsewhere",
   "stopped",
+  "throttled",
 ]);
+/** A point is added to the ETA window at most this often per migration. */
+const RATE_POINT_MIN_MS = 1_000;
+/** Quarantined-row retries one slice may run per migration. */
+const RETRIES_PER_SLICE = 100;
 
 export class Runner {
   readonly owner: string;
@@ -72,11 +150,13 @@ export class Runner {
   readonly #plans: ReadonlyMap<string, MigrationPlan>;
   readonly #tunings: ReadonlyMap<string, Tuning>;
   readonly #clock: Clock;
+  readonly #wallClock: () => number;
+  readonly #throttle: ThrottleConfig;
+  readonly #quietHours: ReadonlyMap<string, readonly QuietWindow[]>;
   readonly #listeners = new Set<RunnerEventListener>();
-  readonly #state = new Map<
-    string,
-    { reason: string | null; attempts: number; batchSize: number | null; lastStepMs: number | null }
-  >();
+  readonly #state = new Map<string, MutableState>();
+  readonly #busy = new Map<string, BusyWindow>();
+  readonly #probedAt = new Map<string, number>();
   #initialized: Promise<void> | undefined;
 
   constructor(options: RunnerOptions) {
@@ -85,15 +165,23 @@ export class Runner {
     this.owner = options.owner ?? `runner-${crypto.randomUUID()}`;
     this.tuning = resolveTuning(options.tuning);
     this.#clock = options.clock ?? systemClock;
+    this.#wallClock = options.wallClock ?? Date.now;
+    this.#throttle = checkThrottleConfig(options.throttle ?? {}, "throttle");
     const plans = new Map<string, MigrationPlan>();
     for (const definition of options.migrations) {
       const resolved = resolveMigration(definition);
       if (plans.has(resolved.name)) throw new Error(`migration ${resolved.name} is registered twice`);
       plans.set(resolved.name, new MigrationPlan(resolved));
     }
+    checkDependencies([...plans.values()].map((p) => p.migration));
     this.#plans = plans;
     this.#tunings = new Map(
       [...plans].map(([name, plan]) => [name, resolveTuning(this.tuning, plan.migration.tuning)]),
+    );
+    const global =
+      this.#throttle.quietHours === undefined ? [] : parseQuietHours(this.#throttle.quietHours, "quietHours");
+    this.#quietHours = new Map(
+      [...plans].map(([name, plan]) => [name, [...global, ...plan.migration.quietHours]]),
     );
     if (options.onEvent) this.#listeners.add(options.onEvent);
   }
@@ -153,25 +241,42 @@ export class Runner {
       });
       return { steps: 0, rows: 0n, outcomes, moreWork: true };
     }
-    const runnable = rows
+    const byName = new Map(rows.map((r) => [r.name, r]));
+    const ctx: SliceContext = { statuses: new Map(rows.map((r) => [r.name, r.status])), outcomes: new Map() };
+    const order = rows
       .filter((row) => this.#plans.has(row.name) && RUNNABLE.has(row.status))
       // Oldest progress first, so migrations sharing ticks take turns.
-      .sort((a, b) => (a.lastUpdateAt ?? "").localeCompare(b.lastUpdateAt ?? ""));
-    const outcomes: { name: string; outcome: MigrationOutcome }[] = [];
+      .sort((a, b) => (a.lastUpdateAt ?? "").localeCompare(b.lastUpdateAt ?? ""))
+      .map((row) => row.name);
     let steps = 0;
     let processed = 0n;
-    for (const row of runnable) {
-      if (signal?.aborted || this.#clock.now() >= deadline) {
-        outcomes.push({ name: row.name, outcome: signal?.aborted ? "stopped" : "budget" });
-        continue;
+    let queue = order;
+    for (let round = 0; queue.length > 0; round++) {
+      const again: string[] = [];
+      for (const [i, name] of queue.entries()) {
+        const now = this.#clock.now();
+        if (signal?.aborted || now >= deadline) {
+          if (round === 0) ctx.outcomes.set(name, signal?.aborted ? "stopped" : "budget");
+          continue;
+        }
+        // Fair share: what is left of the slice, split among the migrations still to go in this round; time
+        // one of them leaves unused goes to the next, and a second round hands out what is left after that.
+        const share = now + (deadline - now) / (queue.length - i);
+        const row = round === 0 ? byName.get(name)! : { ...byName.get(name)!, status: "running" };
+        const result = await this.#runMigration(this.#plans.get(name)!, row, began, share, signal, ctx);
+        steps += result.steps;
+        processed += result.rows;
+        ctx.outcomes.set(name, result.outcome);
+        if (result.outcome === "done" || result.outcome === "failed") ctx.statuses.set(name, result.outcome);
+        if (result.outcome === "budget" && result.steps > 0) again.push(name);
       }
-      const plan = this.#plans.get(row.name)!;
-      const result = await this.#runMigration(plan, row, began, deadline, signal);
-      steps += result.steps;
-      processed += result.rows;
-      outcomes.push({ name: row.name, outcome: result.outcome });
+      queue = this.#clock.now() < deadline && !signal?.aborted ? again : [];
     }
-    return { steps, rows: processed, outcomes, moreWork: outcomes.some((o) => STILL_WORKING.has(o.outcome)) };
+    const outcomes = order.map((name) => ({ name, outcome: ctx.outcomes.get(name) ?? "budget" }));
+    const moreWork = outcomes.some(
+      (o) => STILL_WORKING.has(o.outcome) || (o.outcome === "blocked" && this.#canProceed(o.name, ctx)),
+    );
+    return { steps, rows: processed, outcomes, moreWork };
   }
 
   /** Runs slices back to back until no runnable work is left (waiting or paused migrations are not runnable). */
@@ -189,10 +294,35 @@ export class Runner {
       results.push(result);
       options.onSlice?.(result);
       if (!result.moreWork) break;
-      // Nothing moved (another runner holds the lease, or we are backing off): do not spin.
-      if (result.steps === 0) await this.#clock.sleep(options.idleWaitMs ?? 100, options.signal);
+      // Nothing moved (another runner holds the lease, or we are backing off): do not spin. Throttled
+      // migrations hold back for seconds or minutes; looking once a second is plenty.
+      const idle = options.idleWaitMs ?? 100;
+      const onlyThrottled = result.outcomes.every(
+        (o) => o.outcome === "throttled" || !STILL_WORKING.has(o.outcome),
+      );
+      if (result.steps === 0)
+        await this.#clock.sleep(onlyThrottled ? Math.max(idle, 1000) : idle, options.signal);
     }
     return results;
+  }
+
+  /**
+   * Whether a migration blocked on its dependencies may still get to run without an operator: every dependency
+   * is done, or running, or pending and able to start itself.
+   */
+  #canProceed(name: string, ctx: SliceContext, seen = new Set<string>()): boolean {
+    if (seen.has(name)) return false;
+    seen.add(name);
+    const plan = this.#plans.get(name);
+    if (!plan) return false;
+    return plan.migration.dependsOn.every((dep) => {
+      const status = ctx.statuses.get(dep);
+      if (status === "done" || status === "running") return true;
+      if (status !== "pending") return false;
+      const outcome = ctx.outcomes.get(dep);
+      if (outcome === "waiting") return false;
+      return this.#canProceed(dep, ctx, seen);
+    });
   }
 
   async #runMigration(
@@ -201,13 +331,35 @@ export class Runner {
     sliceBegan: number,
     sliceDeadline: number,
     signal: AbortSignal | undefined,
+    ctx: SliceContext,
   ): Promise<{ outcome: MigrationOutcome; steps: number; rows: bigint }> {
     const m = plan.migration;
+    // A throttle decision (this runner's or another's) holds it back: skip it without taking the lease.
+    const wallNow = this.#wallClock();
+    const heldUntil = parseWallTime(row.throttledUntil);
+    const current = this.#stateOf(m.name).throttle;
+    if (heldUntil !== null && heldUntil > wallNow && (!current || current.untilMs < heldUntil)) {
+      this.#setState(m.name, {
+        throttle: {
+          reason: row.throttleReason ?? "throttled",
+          policy: current?.policy ?? "backoff",
+          untilMs: heldUntil,
+        },
+      });
+    }
+    const throttle = this.#stateOf(m.name).throttle;
+    if (throttle && throttle.untilMs > wallNow) return { outcome: "throttled", steps: 0, rows: 0n };
+    if (throttle) this.#setState(m.name, { throttle: null });
     let acquired: Awaited<ReturnType<StateStore["acquireLease"]>>;
     try {
       if (row.status === "pending") {
-        // Checked before taking the lease so a migration waiting for its tables costs an idle tick no write.
-        const missing = await this.#missingTables(m);
+        // Checked before taking the lease so a migration that waits costs an idle tick no write.
+        const blocked = this.#unmetDependencies(m, ctx);
+        if (blocked && row.reason === blocked) {
+          this.#setState(m.name, { reason: blocked });
+          return { outcome: "blocked", steps: 0, rows: 0n };
+        }
+        const missing = blocked ? undefined : await this.#missingTables(m);
         if (missing && row.reason === missing) {
           this.#setState(m.name, { reason: missing });
           return { outcome: "waiting", steps: 0, rows: 0n };
@@ -218,6 +370,13 @@ export class Runner {
       const error = classifyError(thrown);
       if (error.kind !== "transient") throw thrown;
       this.#backoff(m.name, this.#tunings.get(m.name)!, error);
+      // Not even the lease could be taken: that counts towards the busy rate as much as a failed step.
+      this.#recordBusy(m.name, error);
+      const busy = this.#busyDecision(m.name, this.#wallClock());
+      if (busy) {
+        this.#holdInProcess(m.name, busy);
+        return { outcome: "throttled", steps: 0, rows: 0n };
+      }
       return { outcome: "retrying", steps: 0, rows: 0n };
     }
     if (!acquired) return { outcome: "leased-elsewhere", steps: 0, rows: 0n };
@@ -229,18 +388,36 @@ export class Runner {
       size: acquired.row.batchSize ?? tuning.initialBatch,
       rate: acquired.row.rate ?? undefined,
     });
-    const work = { steps: 0, rows: 0n, unrecordedBusyMs: 0 };
+    const work: Work = {
+      steps: 0,
+      rows: 0n,
+      unrecordedBusyMs: 0,
+      covered: acquired.row.pass > 0 ? acquired.row.rowsProcessed + acquired.row.quarantined : null,
+      window: undefined,
+    };
     let outcome: MigrationOutcome;
     try {
-      outcome = await this.#work(plan, lease, acquired.row, tuning, sizer, deadline, signal, work);
+      outcome = await this.#work(plan, lease, acquired.row, tuning, sizer, deadline, signal, work, ctx);
     } finally {
       await this.store.releaseLease(lease, {
         batchSize: sizer.size,
         rate: sizer.rate,
         busyMs: work.unrecordedBusyMs,
+        ...this.#ratePoint(acquired.row, work),
       });
     }
     return { outcome, steps: work.steps, rows: work.rows };
+  }
+
+  /** The ETA window with this slice's point added, when there is one to add. */
+  #ratePoint(row: MigrationRow, work: Work): { rateWindow?: string } {
+    if (work.covered === null) return {};
+    const now = this.#wallClock();
+    const points = [...(work.window ?? row.rateWindow ?? [])];
+    const last = points.at(-1);
+    if (last && now - last[0] < RATE_POINT_MIN_MS) return {};
+    points.push([now, Number(work.covered)]);
+    return { rateWindow: JSON.stringify(points.slice(-RATE_WINDOW_POINTS)) };
   }
 
   async #work(
@@ -251,14 +428,35 @@ export class Runner {
     sizer: BatchSizer,
     deadline: number,
     signal: AbortSignal | undefined,
-    work: { steps: number; rows: bigint; unrecordedBusyMs: number },
+    work: Work,
+    ctx: SliceContext,
   ): Promise<MigrationOutcome> {
     const m = plan.migration;
     let row = startRow;
     let reload = false;
+    /** Keys after the cursor known to hold a row that fails (bisection in progress), or null. */
+    let suspect: number | null = null;
+    /** Deterministic step failures not yet written to `failed_steps`. */
+    let failedAttempts = 0;
+    /** A single-key step failed with this error: quarantine that key next. */
+    let poison: ClassifiedError | null = null;
+    let retriesDone = false;
     for (;;) {
       if (signal?.aborted) return "stopped";
+      let stepSize = 0;
       try {
+        if (poison !== null) {
+          const error: ClassifiedError = poison;
+          poison = null;
+          const quarantined = await this.#quarantine(plan, lease, row, t, error, failedAttempts);
+          if (typeof quarantined === "string") return quarantined;
+          row = quarantined;
+          failedAttempts = 0;
+          suspect = suspect !== null && suspect > 1 ? suspect - 1 : null;
+          work.covered = row.rowsProcessed + row.quarantined;
+          await this.#clock.sleep(t.yieldMs, signal);
+          continue;
+        }
         if (reload) {
           // The failed attempt may have committed with its answer lost (a dropped connection, a 5xx after
           // COMMIT): continue from the stored row, never from memory, or that range would be applied twice.
@@ -269,40 +467,72 @@ export class Runner {
           row = fresh;
           reload = false;
         }
+        const throttled = await this.#throttleCheck(plan, lease);
+        if (throttled) return "throttled";
         if (row.status === "pending") {
-          const started = await this.#startRun(plan, lease, row, t, sizer);
+          const started = await this.#startRun(plan, lease, row, t, sizer, ctx);
           if (typeof started === "string") return started;
           row = started;
+          work.covered = 0n;
+          work.window = started.rateWindow ?? [];
           continue;
         }
+        // Only a migration with unresolved quarantined rows can have retries waiting (it costs one read).
+        if (!retriesDone && row.quarantined > 0n) {
+          retriesDone = true;
+          const retried = await this.#retryQuarantined(plan, lease, row, deadline, sizer, signal);
+          if (typeof retried === "string") return retried;
+          row = retried;
+          work.covered = row.rowsProcessed + row.quarantined;
+        }
         if (row.maxKey === null || row.minKey === null || (row.cursor !== null && row.cursor >= row.maxKey)) {
-          const finished = await this.#finishPass(plan, lease, row, work);
+          const finished = await this.#finishPass(plan, lease, row, work, failedAttempts);
           if (typeof finished === "string") return finished;
+          failedAttempts = 0;
           row = finished;
           continue;
         }
-        const size = sizer.sizeWithin(deadline - this.#clock.now());
+        let size = sizer.sizeWithin(deadline - this.#clock.now());
         if (size === 0) return "budget"; // never start a step expected to overrun the budget (invariant 5)
+        if (suspect !== null) {
+          // Bisecting: the first half of the suspect keys, down to a single key.
+          size = Math.min(size, suspect > 1 ? Math.ceil(suspect / 2) : 1);
+          this.#emit({ type: "bisecting", name: m.name, suspect, size });
+        }
         const busyMs = work.unrecordedBusyMs;
+        const start = { cursor: row.cursor, minKey: row.minKey, maxKey: row.maxKey, pass: row.pass };
         const { statements, progressIndex } = plan.stepStatements(
           this.store,
           lease,
-          { cursor: row.cursor, minKey: row.minKey, maxKey: row.maxKey, pass: row.pass },
+          start,
           size,
           busyMs,
+          failedAttempts,
         );
+        stepSize = size;
         const began = this.#clock.now();
         const results = await this.#client.batch(statements, "write");
         const durationMs = this.#clock.now() - began;
+        stepSize = 0;
         const progress = results[progressIndex]?.rows[0];
         const cursor = toBigIntOrNull(progress?.cursor);
         const rowsProcessed = toBigIntOrNull(progress?.rows_processed);
         if (cursor === null || rowsProcessed === null) throw new LeaseLostError(m.name); // the row vanished
         const rows = rowsProcessed - row.rowsProcessed;
-        row = { ...row, cursor, rowsProcessed };
+        row = {
+          ...row,
+          cursor,
+          rowsProcessed,
+          steps: row.steps + 1n,
+          failedSteps: row.failedSteps + BigInt(failedAttempts),
+        };
+        failedAttempts = 0;
+        if (suspect !== null) suspect = suspect - size > 0 ? suspect - size : null;
         work.steps++;
         work.rows += rows;
+        work.covered = rowsProcessed + row.quarantined;
         work.unrecordedBusyMs = durationMs; // the previous unrecorded time went into this step's progress update
+        if (this.#throttle.busy) this.#busyWindow(m.name).push(false);
         sizer.observe(size, durationMs);
         this.#setState(m.name, { reason: null, attempts: 0, batchSize: sizer.size, lastStepMs: durationMs });
         this.#emit({
@@ -322,8 +552,25 @@ export class Runner {
           this.#emit({ type: "lease-lost", name: m.name });
           return "lease-lost";
         }
-        if (error.kind === "deterministic") return this.#fail(lease, error.message);
+        if (error.kind === "deterministic") {
+          const rowLevel = stepSize > 0 && t.maxQuarantined > 0 && isRowLevelError(error);
+          if (!rowLevel) return this.#fail(lease, error.message, { row, failedSteps: failedAttempts });
+          failedAttempts++;
+          const attempts = Number(row.steps + row.failedSteps) + failedAttempts;
+          const failed = Number(row.failedSteps) + failedAttempts;
+          if (attempts >= t.failRatioMinSteps && failed / attempts > t.failRatio) {
+            return this.#fail(
+              lease,
+              `${failed} of ${attempts} step attempts failed (more than ${Math.round(t.failRatio * 100)}% of at least ${t.failRatioMinSteps}); last error: ${error.message}`,
+              { row, failedSteps: failedAttempts },
+            );
+          }
+          if (stepSize > 1) suspect = stepSize;
+          else poison = error; // written at the top of the loop, where its own errors are handled like a step's
+          continue;
+        }
         reload = true;
+        this.#recordBusy(m.name, error);
         const delayMs = this.#backoff(m.name, t, error, sizer);
         await this.store.recordReason(lease, this.#stateOf(m.name).reason);
         if (this.#clock.now() + delayMs >= deadline) return "retrying";
@@ -332,15 +579,98 @@ export class Runner {
     }
   }
 
-  /** pending → running: tables, key, prerequisites, frozen bounds. Returns the new row or how the slice ends. */
+  /**
+   * The next key after the cursor failed on its own: record it and move the cursor past it in ONE fenced batch,
+   * unless that would take the run over its quarantine cap (then the migration fails).
+   */
+  async #quarantine(
+    plan: MigrationPlan,
+    lease: Lease,
+    row: MigrationRow,
+    t: Tuning,
+    error: ClassifiedError,
+    failedAttempts: number,
+  ): Promise<MigrationRow | MigrationOutcome> {
+    const m = plan.migration;
+    if (row.quarantined + 1n > BigInt(t.maxQuarantined)) {
+      return this.#fail(
+        lease,
+        `${row.quarantined} rows are quarantined and another one failed, more than the cap of ${t.maxQuarantined} (maxQuarantined); last error: ${error.message}`,
+        { row, failedSteps: failedAttempts },
+      );
+    }
+    const { statements, progressIndex } = plan.quarantineStatements(
+      this.store,
+      lease,
+      { cursor: row.cursor, minKey: row.minKey!, maxKey: row.maxKey!, pass: row.pass },
+      error.message,
+      failedAttempts,
+    );
+    const results = await this.#client.batch(statements, "write");
+    const progress = results[progressIndex]?.rows[0];
+    const cursor = toBigIntOrNull(progress?.cursor);
+    const quarantined = toBigIntOrNull(progress?.quarantined);
+    if (cursor === null || quarantined === null) throw new LeaseLostError(m.name);
+    this.#emit({ type: "quarantined", name: m.name, key: cursor, message: error.message, quarantined });
+    return { ...row, cursor, quarantined, failedSteps: row.failedSteps + BigInt(failedAttempts) };
+  }
+
+  /** Re-applies the change to quarantined rows an operator asked to retry, each in its own fenced batch. */
+  async #retryQuarantined(
+    plan: MigrationPlan,
+    lease: Lease,
+    startRow: MigrationRow,
+    deadline: number,
+    sizer: BatchSizer,
+    signal: AbortSignal | undefined,
+  ): Promise<MigrationRow | MigrationOutcome> {
+    const m = plan.migration;
+    let row = startRow;
+    const keys = await this.store.failuresToRetry(m.name, RETRIES_PER_SLICE);
+    for (const key of keys) {
+      if (signal?.aborted) return "stopped";
+      if (sizer.sizeWithin(deadline - this.#clock.now()) === 0) return "budget";
+      try {
+        const results = await this.#client.batch(plan.retryStatements(this.store, lease, key), "write");
+        const last = results.at(-1)?.rows[0];
+        const rowsProcessed = toBigIntOrNull(last?.rows_processed);
+        const quarantined = toBigIntOrNull(last?.quarantined);
+        if (rowsProcessed === null || quarantined === null) throw new LeaseLostError(m.name);
+        row = { ...row, rowsProcessed, quarantined };
+        this.#emit({ type: "quarantine-retried", name: m.name, key, resolved: true, message: null });
+      } catch (thrown) {
+        const error = classifyError(thrown);
+        if (error.kind !== "deterministic") throw thrown; // lease lost, or transient: the caller handles it
+        await this.store.recordRetryFailure(lease, key, error.message, 1);
+        this.#emit({
+          type: "quarantine-retried",
+          name: m.name,
+          key,
+          resolved: false,
+          message: error.message,
+        });
+      }
+    }
+    return row;
+  }
+
+  /** pending → running: dependencies, tables, key, prerequisites, frozen bounds. */
   async #startRun(
     plan: MigrationPlan,
     lease: Lease,
     row: MigrationRow,
     t: Tuning,
     sizer: BatchSizer,
+    ctx: SliceContext,
   ): Promise<MigrationRow | MigrationOutcome> {
     const m = plan.migration;
+    const blocked = this.#unmetDependencies(m, ctx);
+    if (blocked) {
+      if (row.reason !== blocked) await this.store.recordWaiting(lease, blocked);
+      this.#setState(m.name, { reason: blocked });
+      this.#emit({ type: "blocked", name: m.name, reason: blocked });
+      return "blocked";
+    }
     const missing = await this.#missingTables(m);
     if (missing) {
       if (row.reason !== missing) await this.store.recordWaiting(lease, missing);
@@ -354,10 +684,24 @@ export class Runner {
     // Errors here propagate: a failed bounds read must never look like an empty run (seed review finding).
     const bounds = await plan.readBounds(this.#client);
     const initial = t.initialBatch;
-    await this.store.startRun(lease, { ...bounds, batchSize: initial });
+    const window: Array<readonly [number, number]> = [[this.#wallClock(), 0]];
+    await this.store.startRun(lease, { ...bounds, batchSize: initial, rateWindow: JSON.stringify(window) });
     sizer.reset(initial);
+    ctx.statuses.set(m.name, "running");
+    this.#setState(m.name, { reason: null });
     this.#emit({ type: "run-started", name: m.name, ...bounds });
-    return { ...row, status: "running", cursor: null, ...bounds, rowsProcessed: 0n, pass: 1 };
+    return {
+      ...row,
+      status: "running",
+      cursor: null,
+      ...bounds,
+      rowsProcessed: 0n,
+      pass: 1,
+      steps: 0n,
+      failedSteps: 0n,
+      quarantined: 0n,
+      rateWindow: window,
+    };
   }
 
   /** The range is covered: verify, then `done`, another pass for rows that still need work, or `failed`. */
@@ -366,22 +710,32 @@ export class Runner {
     lease: Lease,
     row: MigrationRow,
     work: { unrecordedBusyMs: number },
+    failedAttempts: number,
   ): Promise<MigrationRow | MigrationOutcome> {
     const m = plan.migration;
     await this.store.renew(lease);
-    const residual = await plan.readResidual(this.#client, row.minKey, row.maxKey);
+    // Quarantined rows are accounted for on their own (listed, retried on request), not swept again.
+    const residual = await plan.readResidual(this.#client, row.minKey, row.maxKey, {
+      excludeQuarantined: true,
+    });
     if (residual === 0n) {
       await this.store.markDone(lease, work.unrecordedBusyMs);
       work.unrecordedBusyMs = 0;
       this.#setState(m.name, { reason: null, attempts: 0 });
-      this.#emit({ type: "done", name: m.name, rowsProcessed: row.rowsProcessed });
+      this.#emit({
+        type: "done",
+        name: m.name,
+        rowsProcessed: row.rowsProcessed,
+        rowsTotal: row.rowsTotal,
+        quarantined: row.quarantined,
+      });
       return "done";
     }
     if (row.pass >= this.#tunings.get(m.name)!.maxPasses) {
       return this.#fail(
         lease,
         `verification found ${residual} rows still needing work after ${row.pass} passes`,
-        residual,
+        { residual, row, failedSteps: failedAttempts },
       );
     }
     await this.store.startSweep(lease, residual);
@@ -389,17 +743,130 @@ export class Runner {
     return { ...row, cursor: null, pass: row.pass + 1, rowsTotal: row.rowsTotal + residual };
   }
 
-  async #fail(lease: Lease, message: string, residual?: bigint): Promise<MigrationOutcome> {
+  async #fail(
+    lease: Lease,
+    message: string,
+    fields: { residual?: bigint; row?: MigrationRow; failedSteps?: number } = {},
+  ): Promise<MigrationOutcome> {
     try {
-      await this.store.markFailed(lease, message, residual === undefined ? {} : { residual });
+      await this.store.markFailed(lease, message, {
+        ...(fields.residual === undefined ? {} : { residual: fields.residual }),
+        ...(fields.failedSteps === undefined ? {} : { failedSteps: fields.failedSteps }),
+      });
     } catch (thrown) {
       const error = classifyError(thrown);
       if (error.kind === "lease-lost") return "lease-lost";
       return "retrying"; // could not record the failure; the next slice meets the same error again
     }
     this.#setState(lease.name, { reason: null });
-    this.#emit({ type: "failed", name: lease.name, message });
+    this.#emit({
+      type: "failed",
+      name: lease.name,
+      message,
+      ...(fields.row ? { rowsProcessed: fields.row.rowsProcessed, rowsTotal: fields.row.rowsTotal } : {}),
+    });
     return "failed";
+  }
+
+  /**
+   * Looks at the throttle signals before a step; when one trips, records the decision in the row (fenced) and
+   * returns true. Quiet hours and the busy rate cost nothing; the probe runs at most every `everyMs`.
+   */
+  async #throttleCheck(plan: MigrationPlan, lease: Lease): Promise<boolean> {
+    const decision = await this.#throttleDecision(plan.migration);
+    if (!decision) return false;
+    try {
+      await this.store.recordThrottle(lease, decision.reason, new Date(decision.untilMs).toISOString());
+    } catch (thrown) {
+      // The lock this throttle is about may be what failed the write: hold back in this process anyway (its
+      // snapshots carry the reason); other runners meet the same signal themselves.
+      if (classifyError(thrown).kind === "lease-lost") throw thrown;
+    }
+    this.#holdInProcess(plan.migration.name, decision);
+    return true;
+  }
+
+  #holdInProcess(name: string, decision: ThrottleDecision): void {
+    this.#busy.get(name)?.clear();
+    this.#setState(name, {
+      throttle: { reason: decision.reason, policy: decision.policy, untilMs: decision.untilMs },
+    });
+    this.#emit({ type: "throttled", name, ...decision });
+  }
+
+  #recordBusy(name: string, error: ClassifiedError): void {
+    if (!this.#throttle.busy || !/^SQLITE_(BUSY|LOCKED)/.test(error.code)) return;
+    this.#busyWindow(name).push(true);
+  }
+
+  #busyWindow(name: string): BusyWindow {
+    let window = this.#busy.get(name);
+    if (!window) {
+      window = new BusyWindow(this.#throttle.busy?.window ?? DEFAULT_BUSY_WINDOW);
+      this.#busy.set(name, window);
+    }
+    return window;
+  }
+
+  /** The busy-rate signal: more than `maxRate` of the last `window` step attempts hit SQLITE_BUSY. */
+  #busyDecision(name: string, wallNow: number): ThrottleDecision | undefined {
+    const busy = this.#throttle.busy;
+    if (!busy) return undefined;
+    const size = busy.window ?? DEFAULT_BUSY_WINDOW;
+    const counts = this.#busyWindow(name).counts();
+    if (counts.total < size || counts.busy / counts.total <= busy.maxRate) return undefined;
+    const policy = busy.policy ?? DEFAULT_BACKOFF;
+    return {
+      signal: "busy",
+      policy: policy.kind,
+      reason: `SQLITE_BUSY on ${counts.busy} of the last ${counts.total} step attempts (limit ${Math.round(busy.maxRate * 100)}%): ${describePolicy(policy)}`,
+      untilMs: wallNow + policyMs(policy),
+    };
+  }
+
+  async #throttleDecision(m: ResolvedMigration): Promise<ThrottleDecision | undefined> {
+    const wallNow = this.#wallClock();
+    const quiet = quietWindowAt(this.#quietHours.get(m.name) ?? [], wallNow);
+    if (quiet) {
+      return {
+        signal: "quiet-hours",
+        policy: "hold",
+        reason: `quiet hours ${quiet.window.text} UTC: holding until the window ends`,
+        untilMs: quiet.endsAtMs,
+      };
+    }
+    const busy = this.#busyDecision(m.name, wallNow);
+    if (busy) return busy;
+    const probes = [this.#throttle.probe, m.probe].filter((p): p is ProbeThrottle => p !== undefined);
+    if (probes.length === 0) return undefined;
+    const now = this.#clock.now();
+    const last = this.#probedAt.get(m.name);
+    const every = Math.min(...probes.map((p) => p.everyMs ?? DEFAULT_PROBE_EVERY_MS));
+    if (last !== undefined && now - last < every) return undefined;
+    this.#probedAt.set(m.name, now);
+    for (const probe of probes) {
+      const policy = probe.policy ?? DEFAULT_BACKOFF;
+      const began = this.#clock.now();
+      let problem: string | undefined;
+      try {
+        await this.#client.execute(probe.sql);
+        const ms = this.#clock.now() - began;
+        if (ms > probe.maxMs) problem = `probe query took ${Math.round(ms)} ms (limit ${probe.maxMs} ms)`;
+      } catch (thrown) {
+        const error = classifyError(thrown);
+        // A busy or unreachable database shows up in the steps themselves; a broken probe holds back (fail safe).
+        if (error.kind === "deterministic") problem = `probe query failed: ${error.message}`;
+      }
+      if (problem) {
+        return {
+          signal: "probe",
+          policy: policy.kind,
+          reason: `${problem}: ${describePolicy(policy)}`,
+          untilMs: this.#wallClock() + policyMs(policy),
+        };
+      }
+    }
+    return undefined;
   }
 
   /** Records a transient error and returns how long to wait before the next attempt. */
@@ -421,6 +888,14 @@ export class Runner {
     return delayMs;
   }
 
+  /** Why a migration cannot start yet because of its dependencies, or `undefined`. */
+  #unmetDependencies(m: ResolvedMigration, ctx: SliceContext): string | undefined {
+    const unmet = m.dependsOn.filter((dep) => ctx.statuses.get(dep) !== "done");
+    if (unmet.length === 0) return undefined;
+    const list = unmet.map((dep) => `${dep} (${ctx.statuses.get(dep) ?? "not registered"})`).join(", ");
+    return `waiting: depends on ${list}`;
+  }
+
   async #missingTables(m: ResolvedMigration): Promise<string | undefined> {
     const existing = await this.store.existingTables(m.requires);
     const missing = m.requires.filter((t) => !existing.has(t));
@@ -440,19 +915,19 @@ export class Runner {
     }
   }
 
-  #stateOf(name: string) {
-    return this.#state.get(name) ?? { reason: null, attempts: 0, batchSize: null, lastStepMs: null };
+  #stateOf(name: string): MutableState {
+    return (
+      this.#state.get(name) ?? {
+        reason: null,
+        attempts: 0,
+        batchSize: null,
+        lastStepMs: null,
+        throttle: null,
+      }
+    );
   }
 
-  #setState(
-    name: string,
-    patch: Partial<{
-      reason: string | null;
-      attempts: number;
-      batchSize: number | null;
-      lastStepMs: number | null;
-    }>,
-  ): void {
+  #setState(name: string, patch: Partial<MutableState>): void {
     this.#state.set(name, { ...this.#stateOf(name), ...patch });
   }
 
@@ -465,4 +940,11 @@ export class Runner {
       }
     }
   }
+}
+
+/** ISO-8601 text (what trickle writes) to wall-clock ms, or null. */
+function parseWallTime(value: string | null): number | null {
+  if (!value) return null;
+  const ms = Date.parse(value);
+  return Number.isFinite(ms) ? ms : null;
 }

@@ -52,7 +52,20 @@ const COLUMNS: ReadonlyArray<readonly [name: string, definition: string]> = [
   ["created_at", "TEXT"],
   // Live tuning overrides set by an operator (JSON object of Tuning fields); read at every lease acquisition.
   ["tuning", "TEXT"],
+  // Unresolved rows of this migration in _async_migration_failures (poison rows skipped by the cursor).
+  ["quarantined", "INTEGER NOT NULL DEFAULT 0"],
+  // Step attempts of the current run that failed deterministically (for the fail ratio).
+  ["failed_steps", "INTEGER NOT NULL DEFAULT 0"],
+  // A throttle decision every runner respects until `throttled_until` (ISO-8601 text, like the other times).
+  ["throttle_reason", "TEXT"],
+  ["throttled_until", "TEXT"],
+  // When the cursor last moved (a step, a quarantined row, a new pass): "stuck" detection.
+  ["progress_at", "TEXT"],
+  // Recent (wall ms, rows covered) points, JSON `[[ms, rows], ...]`, for the ETA band.
+  ["rate_window", "TEXT"],
 ];
+
+export const FAILURES_TABLE = "_async_migration_failures";
 
 const FENCE_VIEW = "_async_migrations_fence";
 
@@ -66,7 +79,24 @@ const SCHEMA_STATEMENTS = [
        WHERE name = NEW.name AND lease_owner = NEW.owner AND lease_epoch = NEW.epoch
          AND lease_expires_at > ${SQL_NOW});
    END`,
+  // Quarantined (poison) rows: one per migration and key; `resolved_at` is set once a retry succeeded or a new run
+  // superseded it. `retry_requested_at` marks rows an operator asked to retry (the runner does it, fenced).
+  `CREATE TABLE IF NOT EXISTS ${FAILURES_TABLE} (name TEXT NOT NULL, key INTEGER NOT NULL, error TEXT NOT NULL,
+     at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 1, pass INTEGER, resolved_at TEXT, resolution TEXT,
+     retry_requested_at TEXT, PRIMARY KEY (name, key))`,
 ];
+
+/** The statements that create the state tables, the fence and the failures table (idempotent). */
+export function schemaStatements(): readonly string[] {
+  return SCHEMA_STATEMENTS;
+}
+
+/** `ALTER TABLE` statements for the columns a state table with `present` columns lacks. */
+export function missingColumnStatements(present: ReadonlySet<string>): string[] {
+  return COLUMNS.filter(([name]) => !present.has(name)).map(
+    ([name, definition]) => `ALTER TABLE ${STATE_TABLE} ADD COLUMN ${name} ${definition}`,
+  );
+}
 
 /** One `_async_migrations` row as trickle reads it. Keys and counters are exact (`bigint`). */
 export interface MigrationRow {
@@ -95,6 +125,30 @@ export interface MigrationRow {
   readonly residual: bigint | null;
   /** Operator overrides (`PATCH /api/migrations/:name`); validated again when applied. */
   readonly tuning: Readonly<Record<string, number>> | null;
+  /** Unresolved quarantined rows (in `_async_migration_failures`). */
+  readonly quarantined: bigint;
+  /** Step attempts of this run that failed deterministically. */
+  readonly failedSteps: bigint;
+  readonly throttleReason: string | null;
+  readonly throttledUntil: string | null;
+  /** When the cursor last moved. */
+  readonly progressAt: string | null;
+  /** Recent `[wall ms, rows covered]` points, oldest first. */
+  readonly rateWindow: ReadonlyArray<readonly [number, number]> | null;
+}
+
+/** One quarantined row. */
+export interface FailureRow {
+  readonly name: string;
+  readonly key: bigint;
+  readonly error: string;
+  readonly at: string;
+  readonly attempts: number;
+  readonly pass: number | null;
+  readonly resolvedAt: string | null;
+  /** `retried` (a retry succeeded) or `new run` (a later run covered the key again). */
+  readonly resolution: string | null;
+  readonly retryRequestedAt: string | null;
 }
 
 /** The right to run one migration, as taken by `acquireLease`. */
@@ -106,12 +160,62 @@ export interface Lease {
 }
 
 // Integer columns are read as text so they are exact whatever `intMode` the caller's client uses.
-const ROW_COLUMNS = `name, status, CAST(cursor AS TEXT) AS cursor, CAST(min_key AS TEXT) AS min_key,
-  CAST(max_key AS TEXT) AS max_key, CAST(rows_processed AS TEXT) AS rows_processed,
-  CAST(rows_total AS TEXT) AS rows_total, started_at, ended_at, last_update_at, error, reason, lease_owner,
-  lease_expires_at, CAST(lease_epoch AS TEXT) AS lease_epoch, pass, CAST(steps AS TEXT) AS steps, batch_size, rate,
-  busy_ms, verified_at, CAST(residual AS TEXT) AS residual, tuning`;
+const INTEGER_COLUMNS = new Set([
+  "cursor",
+  "min_key",
+  "max_key",
+  "rows_processed",
+  "rows_total",
+  "lease_epoch",
+  "steps",
+  "residual",
+  "quarantined",
+  "failed_steps",
+]);
+const READ_COLUMNS = [
+  "name",
+  "status",
+  "cursor",
+  "min_key",
+  "max_key",
+  "rows_processed",
+  "rows_total",
+  "started_at",
+  "ended_at",
+  "last_update_at",
+  "error",
+  "reason",
+  "lease_owner",
+  "lease_expires_at",
+  "lease_epoch",
+  "pass",
+  "steps",
+  "batch_size",
+  "rate",
+  "busy_ms",
+  "verified_at",
+  "residual",
+  "tuning",
+  "quarantined",
+  "failed_steps",
+  "throttle_reason",
+  "throttled_until",
+  "progress_at",
+  "rate_window",
+];
+
+/** The select list; columns not in `present` (a table nothing has upgraded yet) read as NULL. */
+function selectList(present?: ReadonlySet<string>): string {
+  return READ_COLUMNS.map((c) => {
+    if (present && !present.has(c)) return `NULL AS ${c}`;
+    return INTEGER_COLUMNS.has(c) ? `CAST(${c} AS TEXT) AS ${c}` : c;
+  }).join(", ");
+}
+
+const ROW_COLUMNS = selectList();
 const SELECT_ROW = `SELECT ${ROW_COLUMNS} FROM ${STATE_TABLE}`;
+
+const MAX_ERROR_TEXT = 2000;
 
 export type ControlAction = "pause" | "resume" | "cancel" | "retry";
 
@@ -136,8 +240,9 @@ const SIDE_EFFECTS: Record<ControlAction, string> = {
   resume: "",
   cancel: `, lease_owner = NULL, lease_expires_at = NULL, ended_at = ${SQL_NOW}`,
   // A run that failed verification after its last pass gets its sweeps back; any other continues from its cursor.
+  // The fail ratio starts over too: the operator retries because the cause was dealt with.
   retry:
-    ", ended_at = NULL, error = NULL, pass = CASE WHEN cursor IS NOT NULL AND cursor >= max_key THEN 1 ELSE pass END",
+    ", ended_at = NULL, error = NULL, failed_steps = 0, pass = CASE WHEN cursor IS NOT NULL AND cursor >= max_key THEN 1 ELSE pass END",
 };
 
 export class StateStore {
@@ -184,14 +289,29 @@ export class StateStore {
   }
 
   async list(): Promise<MigrationRow[]> {
-    const result = await this.#client.execute(`${SELECT_ROW} ORDER BY name`);
+    const result = await this.#select("ORDER BY name", []);
     return result.rows.map(toMigrationRow);
   }
 
   async get(name: string): Promise<MigrationRow | undefined> {
-    const result = await this.#client.execute({ sql: `${SELECT_ROW} WHERE name = ?`, args: [name] });
+    const result = await this.#select("WHERE name = ?", [name]);
     const row = result.rows[0];
     return row ? toMigrationRow(row) : undefined;
+  }
+
+  /**
+   * Reads rows; a table an older version created and nothing has upgraded yet (read-only commands such as
+   * `trickle status` never upgrade) lacks the newer columns, which then read as NULL.
+   */
+  async #select(tail: string, args: InValue[]) {
+    try {
+      return await this.#client.execute({ sql: `${SELECT_ROW} ${tail}`, args });
+    } catch (error) {
+      if (!/no such column/i.test(classifyError(error).message)) throw error;
+      const info = await this.#client.execute(`PRAGMA table_info(${STATE_TABLE})`);
+      const columns = selectList(new Set(info.rows.map((r) => String(r.name))));
+      return this.#client.execute({ sql: `SELECT ${columns} FROM ${STATE_TABLE} ${tail}`, args });
+    }
   }
 
   /**
@@ -220,18 +340,19 @@ export class StateStore {
   /** Gives the lease back and saves what the next slice should start from. Never throws. */
   async releaseLease(
     lease: Lease,
-    save: { batchSize?: number; rate?: number; busyMs?: number } = {},
+    save: { batchSize?: number; rate?: number; busyMs?: number; rateWindow?: string } = {},
   ): Promise<boolean> {
     try {
       const result = await this.#client.execute({
         sql: `UPDATE ${STATE_TABLE}
               SET lease_owner = NULL, lease_expires_at = NULL, batch_size = COALESCE(?, batch_size),
-                  rate = COALESCE(?, rate), busy_ms = busy_ms + ?
+                  rate = COALESCE(?, rate), busy_ms = busy_ms + ?, rate_window = COALESCE(?, rate_window)
               WHERE name = ? AND lease_owner = ? AND lease_epoch = ?`,
         args: [
           save.batchSize === undefined ? null : BigInt(save.batchSize),
           save.rate ?? null,
           BigInt(Math.round(save.busyMs ?? 0)),
+          save.rateWindow ?? null,
           lease.name,
           lease.owner,
           lease.epoch,
@@ -289,16 +410,37 @@ export class StateStore {
   /** pending → running with the bounds frozen for this run. */
   async startRun(
     lease: Lease,
-    bounds: { minKey: bigint | null; maxKey: bigint | null; rowsTotal: bigint; batchSize: number },
+    bounds: {
+      minKey: bigint | null;
+      maxKey: bigint | null;
+      rowsTotal: bigint;
+      batchSize: number;
+      rateWindow?: string;
+    },
   ): Promise<void> {
     await this.fenced(lease, [
+      // Rows quarantined by an earlier run of this migration are covered again by this one.
+      {
+        sql: `UPDATE ${FAILURES_TABLE} SET resolved_at = ${SQL_NOW}, resolution = 'new run', retry_requested_at = NULL
+              WHERE name = ? AND resolved_at IS NULL`,
+        args: [lease.name],
+      },
       {
         sql: `UPDATE ${STATE_TABLE}
               SET status = 'running', cursor = NULL, min_key = ?, max_key = ?, rows_total = ?, rows_processed = 0,
                   started_at = ${SQL_NOW}, ended_at = NULL, error = NULL, reason = NULL, pass = 1, steps = 0,
-                  batch_size = ?, rate = NULL, busy_ms = 0, verified_at = NULL, residual = NULL, ${this.renewal(lease)}
+                  batch_size = ?, rate = NULL, busy_ms = 0, verified_at = NULL, residual = NULL, quarantined = 0,
+                  failed_steps = 0, throttle_reason = NULL, throttled_until = NULL, progress_at = ${SQL_NOW},
+                  rate_window = ?, ${this.renewal(lease)}
               WHERE name = ?`,
-        args: [bounds.minKey, bounds.maxKey, bounds.rowsTotal, BigInt(bounds.batchSize), lease.name],
+        args: [
+          bounds.minKey,
+          bounds.maxKey,
+          bounds.rowsTotal,
+          BigInt(bounds.batchSize),
+          bounds.rateWindow ?? null,
+          lease.name,
+        ],
       },
     ]);
   }
@@ -308,7 +450,7 @@ export class StateStore {
     await this.fenced(lease, [
       {
         sql: `UPDATE ${STATE_TABLE} SET cursor = NULL, pass = pass + 1, rows_total = rows_total + ?, residual = ?,
-                verified_at = ${SQL_NOW}, reason = ?, ${this.renewal(lease)} WHERE name = ?`,
+                verified_at = ${SQL_NOW}, reason = ?, progress_at = ${SQL_NOW}, ${this.renewal(lease)} WHERE name = ?`,
         args: [residual, residual, `re-sweeping ${residual} rows that still need work`, lease.name],
       },
     ]);
@@ -326,16 +468,120 @@ export class StateStore {
     ]);
   }
 
-  async markFailed(lease: Lease, message: string, fields: { residual?: bigint } = {}): Promise<void> {
+  async markFailed(
+    lease: Lease,
+    message: string,
+    fields: { residual?: bigint; failedSteps?: number } = {},
+  ): Promise<void> {
     await this.fenced(lease, [
       {
         sql: `UPDATE ${STATE_TABLE}
-              SET status = 'failed', ended_at = ${SQL_NOW}, error = ?, reason = NULL, residual = COALESCE(?, residual),
-                  lease_owner = NULL, lease_expires_at = NULL, last_update_at = ${SQL_NOW}
-              WHERE name = ?`,
-        args: [message, fields.residual ?? null, lease.name],
+              SET status = 'failed', ended_at = ${SQL_NOW}, error = ?1, reason = NULL, residual = COALESCE(?2, residual),
+                  verified_at = CASE WHEN ?2 IS NULL THEN verified_at ELSE ${SQL_NOW} END,
+                  failed_steps = failed_steps + ?3, lease_owner = NULL, lease_expires_at = NULL,
+                  last_update_at = ${SQL_NOW}
+              WHERE name = ?4`,
+        args: [message, fields.residual ?? null, BigInt(fields.failedSteps ?? 0), lease.name],
       },
     ]);
+  }
+
+  /** Holds the migration back until `untilIso` (every runner skips it until then), with the reason shown. */
+  async recordThrottle(lease: Lease, reason: string, untilIso: string): Promise<void> {
+    await this.fenced(lease, [
+      {
+        sql: `UPDATE ${STATE_TABLE} SET throttle_reason = ?, throttled_until = ? WHERE name = ?`,
+        args: [reason, untilIso, lease.name],
+      },
+    ]);
+  }
+
+  /** Records that a retry of a quarantined row failed again (the row stays quarantined). */
+  async recordRetryFailure(lease: Lease, key: bigint, error: string, failedSteps: number): Promise<void> {
+    await this.fenced(lease, [
+      {
+        sql: `UPDATE ${FAILURES_TABLE} SET attempts = attempts + 1, error = ?, at = ${SQL_NOW}, retry_requested_at = NULL
+              WHERE name = ? AND key = ?`,
+        args: [error.slice(0, MAX_ERROR_TEXT), lease.name, key],
+      },
+      {
+        sql: `UPDATE ${STATE_TABLE} SET failed_steps = failed_steps + ?, ${this.renewal(lease)} WHERE name = ?`,
+        args: [BigInt(failedSteps), lease.name],
+      },
+    ]);
+  }
+
+  /** Quarantined rows of `name`, by key; unresolved only unless `includeResolved`. */
+  async listFailures(
+    name: string,
+    options: { includeResolved?: boolean; limit?: number } = {},
+  ): Promise<FailureRow[]> {
+    if ((await this.existingTables([FAILURES_TABLE])).size === 0) return [];
+    const result = await this.#client.execute({
+      sql: `SELECT name, CAST(key AS TEXT) AS key, error, at, attempts, pass, resolved_at, resolution, retry_requested_at
+            FROM ${FAILURES_TABLE} WHERE name = ? ${options.includeResolved ? "" : "AND resolved_at IS NULL"}
+            ORDER BY key LIMIT ?`,
+      args: [name, BigInt(options.limit ?? 1000)],
+    });
+    return result.rows.map((r) => ({
+      name: String(r.name),
+      key: toBigIntOrNull(r.key) ?? 0n,
+      error: String(r.error),
+      at: String(r.at),
+      attempts: toNumberOrNull(r.attempts) ?? 1,
+      pass: toNumberOrNull(r.pass),
+      resolvedAt: text(r.resolved_at),
+      resolution: text(r.resolution),
+      retryRequestedAt: text(r.retry_requested_at),
+    }));
+  }
+
+  /** Unresolved quarantined rows an operator asked to retry, oldest key first. */
+  async failuresToRetry(name: string, limit: number): Promise<bigint[]> {
+    const result = await this.#client.execute({
+      sql: `SELECT CAST(key AS TEXT) AS key FROM ${FAILURES_TABLE}
+            WHERE name = ? AND resolved_at IS NULL AND retry_requested_at IS NOT NULL ORDER BY key LIMIT ?`,
+      args: [name, BigInt(limit)],
+    });
+    return result.rows.flatMap((r) => {
+      const key = toBigIntOrNull(r.key);
+      return key === null ? [] : [key];
+    });
+  }
+
+  /**
+   * Asks the runner to re-apply the change to quarantined rows (all unresolved ones, or those of `keys`). A
+   * migration that is `done` goes back to `running` so a runner picks the request up and verifies again; in any
+   * other status the request waits until the migration runs (after resume or retry). One transaction.
+   */
+  async requestFailureRetry(
+    name: string,
+    keys?: readonly bigint[],
+  ): Promise<{ requested: number; from: string; to: string } | undefined> {
+    const before = await this.get(name);
+    if (!before) return undefined;
+    if ((await this.existingTables([FAILURES_TABLE])).size === 0) {
+      return { requested: 0, from: before.status, to: before.status };
+    }
+    const only = keys && keys.length > 0 ? `AND key IN (${keys.map(() => "?").join(", ")})` : "";
+    const results = await this.#client.batch(
+      [
+        {
+          sql: `UPDATE ${FAILURES_TABLE} SET retry_requested_at = ${SQL_NOW}
+                WHERE name = ? AND resolved_at IS NULL ${only}`,
+          args: [name, ...(keys ?? [])],
+        },
+        {
+          sql: `UPDATE ${STATE_TABLE} SET status = 'running', ended_at = NULL, last_update_at = ${SQL_NOW}
+                WHERE name = ? AND status = 'done' AND changes() > 0 RETURNING status`,
+          args: [name],
+        },
+      ],
+      "write",
+    );
+    const requested = results[0]?.rowsAffected ?? 0;
+    const moved = (results[1]?.rows.length ?? 0) > 0;
+    return { requested, from: before.status, to: moved ? "running" : before.status };
   }
 
   /**
@@ -447,5 +693,30 @@ function toMigrationRow(r: Row): MigrationRow {
     verifiedAt: text(r.verified_at),
     residual: toBigIntOrNull(r.residual),
     tuning: parseTuning(r.tuning),
+    quarantined: toBigIntOrNull(r.quarantined) ?? 0n,
+    failedSteps: toBigIntOrNull(r.failed_steps) ?? 0n,
+    throttleReason: text(r.throttle_reason),
+    throttledUntil: text(r.throttled_until),
+    progressAt: text(r.progress_at),
+    rateWindow: parseRateWindow(r.rate_window),
   };
+}
+
+/** Keeps at most this many points in `rate_window`. */
+export const RATE_WINDOW_POINTS = 32;
+
+function parseRateWindow(value: InValue | undefined): Array<readonly [number, number]> | null {
+  if (typeof value !== "string" || value === "") return null;
+  try {
+    const parsed: unknown = JSON.parse(value);
+    if (!Array.isArray(parsed)) return null;
+    return parsed
+      .filter(
+        (p): p is [number, number] =>
+          Array.isArray(p) && p.length === 2 && Number.isFinite(p[0]) && Number.isFinite(p[1]),
+      )
+      .slice(-RATE_WINDOW_POINTS);
+  } catch {
+    return null; // an unreadable window only costs the ETA band
+  }
 }

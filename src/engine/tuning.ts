@@ -25,6 +25,15 @@ export interface Tuning {
   readonly retryMaxMs: number;
   /** Verification re-sweeps before a run with rows still needing work is failed. */
   readonly maxPasses: number;
+  /**
+   * Poison-row quarantine: rows whose step fails deterministically are bisected down to single keys, recorded in
+   * `_async_migration_failures` and skipped. More than this many quarantined rows fails the run; 0 turns
+   * quarantine off (the first deterministic step error fails the run, as without it).
+   */
+  readonly maxQuarantined: number;
+  /** GitLab's rule: a run fails once more than `failRatio` of at least `failRatioMinSteps` step attempts failed. */
+  readonly failRatio: number;
+  readonly failRatioMinSteps: number;
 }
 
 export const DEFAULT_TUNING: Tuning = Object.freeze({
@@ -42,7 +51,13 @@ export const DEFAULT_TUNING: Tuning = Object.freeze({
   retryMinMs: 25,
   retryMaxMs: 5_000,
   maxPasses: 3,
+  maxQuarantined: 1_000,
+  failRatio: 0.5,
+  failRatioMinSteps: 50,
 });
+
+/** Knobs that may be 0 (everything else must be positive). */
+const MAY_BE_ZERO: ReadonlySet<keyof Tuning> = new Set(["yieldMs", "maxQuarantined"]);
 
 /** Merges overrides onto defaults and checks the result; throws a plain `Error` naming the bad knob. */
 export function resolveTuning(...layers: ReadonlyArray<Partial<Tuning> | undefined>): Tuning {
@@ -55,8 +70,11 @@ export function resolveTuning(...layers: ReadonlyArray<Partial<Tuning> | undefin
     if (!(Number.isFinite(t[k]) && t[k] > 0))
       throw new Error(`tuning ${k} must be a positive number, got ${t[k]}`);
   };
-  for (const k of Object.keys(DEFAULT_TUNING) as (keyof Tuning)[]) if (k !== "yieldMs") positive(k);
-  if (!(t.yieldMs >= 0)) throw new Error(`tuning yieldMs must be ≥ 0, got ${t.yieldMs}`);
+  for (const k of Object.keys(DEFAULT_TUNING) as (keyof Tuning)[]) if (!MAY_BE_ZERO.has(k)) positive(k);
+  for (const k of MAY_BE_ZERO)
+    if (!(Number.isFinite(t[k]) && t[k] >= 0)) throw new Error(`tuning ${k} must be ≥ 0, got ${t[k]}`);
+  if (!Number.isInteger(t.maxQuarantined)) throw new Error("tuning maxQuarantined must be a whole number");
+  if (t.failRatio >= 1) throw new Error("tuning failRatio must be < 1");
   if (t.minBatch > t.maxBatch) throw new Error("tuning minBatch must not exceed maxBatch");
   if (t.maxGrowth < 1) throw new Error("tuning maxGrowth must be ≥ 1");
   if (t.shrinkFactor >= 1) throw new Error("tuning shrinkFactor must be < 1");

@@ -8,6 +8,7 @@
  */
 import type { InStatement, InValue } from "@libsql/client";
 import { assertIdentifier, MIGRATION_NAME } from "../engine/sql.ts";
+import { checkProbe, type ProbeThrottle, parseQuietHours, type QuietWindow } from "../engine/throttle.ts";
 
 /** Per-migration tuning; anything left out falls back to the runner's defaults. */
 export interface MigrationTuning {
@@ -19,6 +20,16 @@ export interface MigrationTuning {
   readonly maxBatch?: number;
   /** Pause between steps so waiting writers get the lock, in ms. */
   readonly yieldMs?: number;
+  /** Quarantined (poison) rows allowed before the run fails; 0 turns quarantine off for this migration. */
+  readonly maxQuarantined?: number;
+}
+
+/** Throttling of one migration, on top of the runner's (see src/engine/throttle.ts). */
+export interface MigrationThrottle {
+  /** A read query whose latency says whether the database can take more work now. */
+  readonly probe?: ProbeThrottle;
+  /** UTC windows `HH:MM-HH:MM` in which this migration does not run. */
+  readonly quietHours?: string | readonly string[];
 }
 
 /** Something a migration needs before its first step; created idempotently when the run starts. */
@@ -63,6 +74,9 @@ interface BaseDefinition {
   readonly requires?: readonly string[];
   readonly prerequisites?: readonly Prerequisite[];
   readonly tuning?: MigrationTuning;
+  /** Migrations (by name) that must be `done` before this one starts; all must be registered alongside it. */
+  readonly dependsOn?: readonly string[];
+  readonly throttle?: MigrationThrottle;
 }
 
 /** The common form: one `UPDATE table SET <set> WHERE <range> AND (<filter>)` per step. */
@@ -91,6 +105,9 @@ export interface ResolvedMigration {
   readonly requires: readonly string[];
   readonly prerequisites: readonly Prerequisite[];
   readonly tuning: MigrationTuning;
+  readonly dependsOn: readonly string[];
+  readonly probe: ProbeThrottle | undefined;
+  readonly quietHours: readonly QuietWindow[];
 }
 
 const COLUMN_TYPES = new Set(["INTEGER", "TEXT", "REAL", "BLOB", "NUMERIC"]);
@@ -121,7 +138,72 @@ export function resolveMigration(definition: MigrationDefinition): ResolvedMigra
     checkPrerequisite(p, `${where}: prerequisites[${i}]`),
   );
   const tuning = checkTuning(definition.tuning ?? {}, `${where}: tuning`);
-  return { definition, name: definition.name, table, key, filter, verify, requires, prerequisites, tuning };
+  const dependsOn = checkDependsOn(definition.dependsOn, definition.name, `${where}: dependsOn`);
+  const throttle = definition.throttle ?? {};
+  if (typeof throttle !== "object" || throttle === null)
+    throw new Error(`${where}: throttle must be an object`);
+  const probe =
+    throttle.probe === undefined ? undefined : checkProbe(throttle.probe, `${where}: throttle.probe`);
+  const quietHours =
+    throttle.quietHours === undefined
+      ? []
+      : parseQuietHours(throttle.quietHours, `${where}: throttle.quietHours`);
+  return {
+    definition,
+    name: definition.name,
+    table,
+    key,
+    filter,
+    verify,
+    requires,
+    prerequisites,
+    tuning,
+    dependsOn,
+    probe,
+    quietHours,
+  };
+}
+
+function checkDependsOn(value: unknown, self: string, what: string): string[] {
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw new Error(`${what} must be a list of migration names`);
+  const names = value.map((n, i) => {
+    if (typeof n !== "string" || !MIGRATION_NAME.test(n))
+      throw new Error(`${what}[${i}] must be a migration name`);
+    if (n === self) throw new Error(`${what}[${i}]: a migration cannot depend on itself`);
+    return n;
+  });
+  return [...new Set(names)];
+}
+
+/**
+ * Checks the dependencies of a set of migrations registered together: every name in `dependsOn` must be one of
+ * them, and there must be no cycle. Throws an `Error` naming the migration (start-up error).
+ */
+export function checkDependencies(migrations: readonly ResolvedMigration[]): void {
+  const byName = new Map(migrations.map((m) => [m.name, m]));
+  for (const m of migrations) {
+    for (const dep of m.dependsOn) {
+      if (!byName.has(dep)) {
+        throw new Error(
+          `migration "${m.name}": dependsOn names "${dep}", which is not registered (enable it as well, e.g. in TRICKLE_MIGRATIONS)`,
+        );
+      }
+    }
+  }
+  // Depth-first search; a node met again while on the stack closes a cycle.
+  const state = new Map<string, "visiting" | "done">();
+  const visit = (name: string, path: string[]): void => {
+    if (state.get(name) === "done") return;
+    if (state.get(name) === "visiting") {
+      const cycle = [...path.slice(path.indexOf(name)), name];
+      throw new Error(`migrations depend on each other in a cycle: ${cycle.join(" → ")}`);
+    }
+    state.set(name, "visiting");
+    for (const dep of byName.get(name)?.dependsOn ?? []) visit(dep, [...path, name]);
+    state.set(name, "done");
+  };
+  for (const m of migrations) visit(m.name, []);
 }
 
 /** Identity function that validates eagerly, so a bad built-in fails at import time. */
@@ -160,10 +242,12 @@ function checkPrerequisite(p: Prerequisite, what: string): Prerequisite {
 
 function checkTuning(tuning: MigrationTuning, what: string): MigrationTuning {
   for (const [field, value] of Object.entries(tuning)) {
-    if (!["stepTargetMs", "initialBatch", "minBatch", "maxBatch", "yieldMs"].includes(field)) {
+    if (
+      !["stepTargetMs", "initialBatch", "minBatch", "maxBatch", "yieldMs", "maxQuarantined"].includes(field)
+    ) {
       throw new Error(`${what}: unknown field "${field}"`);
     }
-    const min = field === "yieldMs" ? 0 : 1;
+    const min = field === "yieldMs" || field === "maxQuarantined" ? 0 : 1;
     if (!Number.isInteger(value) || (value as number) < min)
       throw new Error(`${what}.${field} must be an integer ≥ ${min}`);
   }

@@ -23,6 +23,7 @@ export function selectMigrations(
   if (names === undefined || names.trim() === "")
     return available.filter((m) => DEFAULT_ENABLED.includes(m.name));
   if (names.trim() === "all") return [...available];
+  if (names.trim() === "none") return []; // serve status only, e.g. next to a backfill run elsewhere
   const wanted = names
     .split(",")
     .map((n) => n.trim())

@@ -1,5 +1,6 @@
 /** Messages between the Node main thread (HTTP) and the engine's worker thread. Structured-clone safe. */
-import type { DryRunReport } from "../engine/controls.ts";
+import type { DryRunOptions, DryRunReport } from "../engine/controls.ts";
+import type { OperatorConfig } from "../engine/operator-config.ts";
 import type { SliceResult } from "../engine/runner.ts";
 import type { Tuning } from "../engine/tuning.ts";
 import type { Snapshot } from "../progress/snapshot.ts";
@@ -13,11 +14,13 @@ export interface WorkerConfig {
   readonly tickMs: number;
   /** Lease owner id of the worker's runner. */
   readonly owner: string;
+  /** Throttling, stuck detection, webhook, quarantine cap (plain data: it crosses the thread boundary). */
+  readonly operator: OperatorConfig;
 }
 
 export type ToWorker =
   | { readonly type: "tick"; readonly id: number; readonly budgetMs: number }
-  | { readonly type: "dry-run"; readonly id: number; readonly name: string }
+  | { readonly type: "dry-run"; readonly id: number; readonly name: string; readonly options: DryRunOptions }
   /** Something changed the state (a control action): publish a fresh snapshot and tick now. */
   | { readonly type: "refresh" }
   | { readonly type: "stop" };

@@ -8,6 +8,7 @@
 import { parentPort, workerData } from "node:worker_threads";
 import { dryRunMigration } from "../engine/controls.ts";
 import { classifyError } from "../engine/errors.ts";
+import { WebhookNotifier } from "../engine/hooks.ts";
 import { Runner } from "../engine/runner.ts";
 import { Scheduler, SchedulerStoppedError } from "../engine/scheduler.ts";
 import { resolveMigration } from "../migrations/define.ts";
@@ -23,19 +24,38 @@ const config = workerData as WorkerConfig;
 const post = (message: FromWorker) => port.postMessage(message);
 const log = (line: string) => post({ type: "log", line });
 
+/** Longest wait for the write lock on the engine's own connection (file: databases), ms. */
+const ENGINE_BUSY_TIMEOUT_MS = 1_000;
+
 async function main(): Promise<void> {
   const migrations = config.migrationNames.map((name) => {
     const definition = BUILTIN_MIGRATIONS.find((m) => m.name === name);
     if (!definition) throw new Error(`unknown migration ${name}`);
     return definition;
   });
-  const client = await openDatabase(config.database);
-  const runner = new Runner({ client, migrations, tuning: config.tuning, owner: config.owner });
+  // The engine's connection may wait longer for the write lock than the request thread's: waiting blocks only
+  // this worker, and giving up after 100 ms under a busy ingest only turns into back-off and a smaller batch.
+  const client = await openDatabase({
+    ...config.database,
+    busyTimeoutMs: Math.max(config.database.busyTimeoutMs, ENGINE_BUSY_TIMEOUT_MS),
+  });
+  const { operator } = config;
+  const runner = new Runner({
+    client,
+    migrations,
+    tuning: { ...config.tuning, ...operator.tuning },
+    owner: config.owner,
+    throttle: operator.throttle,
+  });
   const names = runner.migrations.map((m) => m.name);
   runner.on(logStateChange(log));
+  // Deliveries run here, next to the runner that emits the events; the HTTP thread never waits for them.
+  const notifier = operator.webhook ? new WebhookNotifier({ ...operator.webhook, log }) : undefined;
+  notifier?.attach(runner);
   const publisher = new SnapshotPublisher({
     runner,
     names,
+    stuckAfterMs: operator.stuckAfterMs,
     publish: (snapshot) => post({ type: "snapshot", snapshot }),
   });
 
@@ -78,7 +98,10 @@ async function main(): Promise<void> {
       case "dry-run": {
         const definition = migrations.find((m) => m.name === message.name);
         const run = definition
-          ? dryRunMigration(client, resolveMigration(definition))
+          ? dryRunMigration(client, resolveMigration(definition), {
+              ...message.options,
+              tuning: runner.tuning,
+            })
           : Promise.reject(new Error(`unknown migration ${message.name}`));
         run.then(
           (report) => post({ type: "dry-run-result", id: message.id, report }),
@@ -97,6 +120,8 @@ async function main(): Promise<void> {
         void (async () => {
           await scheduler.stop();
           publisher.stop();
+          if (notifier && notifier.pending > 0)
+            await Promise.race([notifier.idle(), new Promise((resolve) => setTimeout(resolve, 5_000))]);
           client.close();
           post({ type: "stopped" });
           port.close();

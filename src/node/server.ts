@@ -14,11 +14,14 @@ import { Worker } from "node:worker_threads";
 import { serve } from "@hono/node-server";
 import { createApp } from "../app.ts";
 import { type Env, loadConfig } from "../config.ts";
-import { type DryRunReport, MigrationControls } from "../engine/controls.ts";
+import { type DryRunOptions, type DryRunReport, MigrationControls } from "../engine/controls.ts";
+import { classifyError } from "../engine/errors.ts";
+import { loadOperatorConfig } from "../engine/operator-config.ts";
 import type { SliceResult } from "../engine/runner.ts";
 import { Runner } from "../engine/runner.ts";
 import { SchedulerStoppedError } from "../engine/scheduler.ts";
 import { StateStore } from "../engine/state-store.ts";
+import { resolveTuning } from "../engine/tuning.ts";
 import { buildSnapshot, type Snapshot, SnapshotCache } from "../progress/snapshot.ts";
 import { databaseConfigFromEnv, openDatabase } from "./database.ts";
 import type { FromWorker, ToWorker, WorkerConfig } from "./protocol.ts";
@@ -49,12 +52,15 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const env = options.env ?? process.env;
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
   const config = loadConfig(env);
+  const operator = loadOperatorConfig(env);
+  const tuning = resolveTuning(config.tuning, operator.tuning);
   const database = databaseConfigFromEnv(env);
 
   const client = await openDatabase(database);
   try {
     // Static problems in a definition (a key that is not an integer…) stop the start here, before serving.
-    await new Runner({ client, migrations: config.migrations, tuning: config.tuning }).init();
+    const runner = new Runner({ client, migrations: config.migrations, tuning, throttle: operator.throttle });
+    await retryTransient(() => runner.init(), START_UP_RETRY_MS);
   } catch (error) {
     client.close();
     throw error;
@@ -70,6 +76,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
       buildSnapshot(await store.list(), {
         names,
         takenAt: Date.now(),
+        stuckAfterMs: operator.stuckAfterMs,
         ...(fromWorker?.steps ? { steps: fromWorker.steps } : {}),
         ...(fromWorker?.stepHistogram ? { stepHistogram: fromWorker.stepHistogram } : {}),
       }),
@@ -83,6 +90,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
       tuning: config.tuning,
       tickMs: config.tickMs,
       owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
+      operator,
     },
     {
       onSnapshot: (snapshot) => {
@@ -97,13 +105,13 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   const controls = new MigrationControls({
     client,
     migrations: config.migrations,
-    tuning: config.tuning,
+    tuning,
     source: "http",
     onChange: () => {
       snapshots.invalidate();
       engine.refresh();
     },
-    dryRun: (name) => engine.dryRun(name),
+    dryRun: (name, options) => engine.dryRun(name, options),
   });
 
   const app = createApp({
@@ -111,6 +119,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
       adminToken: config.adminToken,
       cronSecret: config.cronSecret,
       sliceBudgetMs: config.tuning.sliceBudgetMs,
+      stuckAfterMs: operator.stuckAfterMs,
     },
     snapshots,
     controls,
@@ -264,8 +273,10 @@ class EngineWorker {
     return this.#request<SliceResult>((id) => ({ type: "tick", id, budgetMs }));
   }
 
-  dryRun(name: string): Promise<DryRunReport> {
-    return this.#request<DryRunReport>((id) => ({ type: "dry-run", id, name }));
+  dryRun(name: string, options: DryRunOptions): Promise<DryRunReport> {
+    // Tuning is the worker runner's own; only plain request options cross the thread boundary.
+    const { tuning: _tuning, ...plain } = options;
+    return this.#request<DryRunReport>((id) => ({ type: "dry-run", id, name, options: plain }));
   }
 
   refresh(): void {
@@ -305,5 +316,24 @@ class EngineWorker {
     const pending = this.#pending.get(id);
     this.#pending.delete(id);
     pending?.reject(error);
+  }
+}
+
+/** How long start-up keeps retrying a locked or unreachable database before giving up. */
+const START_UP_RETRY_MS = 30_000;
+
+/**
+ * Runs `operation`, retrying transient errors (a live application holding the write lock at start-up, a remote
+ * database restarting) with back-off until `withinMs` has passed; deterministic errors are thrown at once.
+ */
+async function retryTransient<T>(operation: () => Promise<T>, withinMs: number): Promise<T> {
+  const giveUpAt = Date.now() + withinMs;
+  for (let delayMs = 25; ; delayMs = Math.min(delayMs * 2, 1_000)) {
+    try {
+      return await operation();
+    } catch (error) {
+      if (classifyError(error).kind !== "transient" || Date.now() + delayMs > giveUpAt) throw error;
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+    }
   }
 }

@@ -1,9 +1,20 @@
 /**
  * Rate and ETA from a migration's row.
  *
- * The effective rate is rows over wall time since the run started — gaps between ticks, back-offs and other
- * migrations' turns included — because that is what predicts when the run will actually end. The busy rate
- * (rows over time spent inside steps) says how fast a step is, for tuning. Both are rows per second.
+ * The effective rate is rows over wall time since the run started — gaps between ticks, throttles, holds,
+ * back-offs and other migrations' turns included — because that is what predicts when the run will actually end.
+ * The busy rate (rows over time spent inside steps) says how fast a step is, for tuning. Both are rows per second.
+ *
+ * The ETA band comes from the row's `rate_window`: (wall time, rows covered) points the runner adds at the end of
+ * each of its slices. Each interval between two points (and the open one up to now) is an effective rate sample,
+ * gaps included; the band is the remaining rows over the time-weighted 90th and 10th percentile of those rates
+ * (p10–p90 of the ETA). With fewer than three intervals there is no band. `stuck`: running, not throttled, and the
+ * cursor has not moved for `stuckAfterMs`.
+ *
+ * Rows: `rowsTotal` is the candidates counted when the run started plus the rows each re-sweep found;
+ * `rowsProcessed` the candidate rows committed steps changed; `quarantined` the poison rows skipped (not
+ * processed). Progress and ETA count both processed and quarantined rows as covered, so a finished run on a quiet
+ * database has `rowsProcessed + quarantined = rowsTotal`.
  */
 
 export interface ProgressInput {
@@ -13,6 +24,12 @@ export interface ProgressInput {
   readonly startedAt: string | null;
   readonly endedAt: string | null;
   readonly busyMs: number;
+  readonly quarantined?: bigint;
+  readonly lastUpdateAt?: string | null;
+  /** When the cursor last moved. */
+  readonly progressAt?: string | null;
+  readonly throttledUntil?: string | null;
+  readonly rateWindow?: ReadonlyArray<readonly [number, number]> | null;
 }
 
 export interface ProgressFigures {
@@ -25,7 +42,20 @@ export interface ProgressFigures {
   readonly elapsedSeconds: number;
   /** 0..100 */
   readonly percent: number;
+  /** p10–p90 of the ETA from the spread of recent effective rates; null when not enough is known. */
+  readonly etaLowSeconds: number | null;
+  /** Null also when the slow end is unbounded (an interval without progress in the window). */
+  readonly etaHighSeconds: number | null;
+  /** Running, not throttled, and the cursor has not moved for the stuck threshold. */
+  readonly stuck: boolean;
+  /** Held back by a throttle decision right now. */
+  readonly throttled: boolean;
 }
+
+export const DEFAULT_STUCK_AFTER_MS = 600_000;
+/** The open interval from the last point up to now counts once it is this long. */
+const OPEN_INTERVAL_MIN_MS = 1_000;
+const MIN_INTERVALS = 3;
 
 /** Parses trickle's ISO-8601 times and the `YYYY-MM-DD HH:MM:SS` (UTC) text older CoreScope rows carry. */
 export function parseTime(value: string | null | undefined): number | null {
@@ -37,17 +67,97 @@ export function parseTime(value: string | null | undefined): number | null {
   return Number.isFinite(ms) ? ms : null;
 }
 
-export function computeProgress(row: ProgressInput, nowMs: number): ProgressFigures {
+export function computeProgress(
+  row: ProgressInput,
+  nowMs: number,
+  options: { readonly stuckAfterMs?: number } = {},
+): ProgressFigures {
   const started = parseTime(row.startedAt);
   const ended = row.status === "running" ? null : parseTime(row.endedAt);
   const end = ended ?? (row.status === "running" ? nowMs : null);
   const elapsedSeconds = started !== null && end !== null ? Math.max(0, (end - started) / 1000) : 0;
   const processed = Number(row.rowsProcessed);
+  const covered = processed + Number(row.quarantined ?? 0n);
   const total = Number(row.rowsTotal);
-  const rate = elapsedSeconds > 0 && processed > 0 ? processed / elapsedSeconds : 0;
+  const rate = elapsedSeconds > 0 && covered > 0 ? covered / elapsedSeconds : 0;
   const busyRate = row.busyMs > 0 && processed > 0 ? processed / (row.busyMs / 1000) : 0;
-  const remaining = Math.max(0, total - processed);
-  const etaSeconds = row.status === "running" && rate > 0 ? (remaining > 0 ? remaining / rate : 0) : null;
-  const percent = row.status === "done" ? 100 : total > 0 ? Math.min(100, (processed / total) * 100) : 0;
-  return { rate, busyRate, etaSeconds, elapsedSeconds, percent };
+  const remaining = Math.max(0, total - covered);
+  const running = row.status === "running";
+  const etaSeconds = running && rate > 0 ? (remaining > 0 ? remaining / rate : 0) : null;
+  const percent = row.status === "done" ? 100 : total > 0 ? Math.min(100, (covered / total) * 100) : 0;
+  const heldUntil = parseTime(row.throttledUntil);
+  const throttled = running || row.status === "pending" ? heldUntil !== null && heldUntil > nowMs : false;
+  const band = running ? etaBand(row.rateWindow ?? [], covered, nowMs, remaining, etaSeconds) : null;
+  const movedAt = parseTime(row.progressAt ?? row.lastUpdateAt ?? row.startedAt);
+  const stuckAfter = options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
+  const stuck = running && !throttled && movedAt !== null && nowMs - movedAt > stuckAfter;
+  return {
+    rate,
+    busyRate,
+    etaSeconds,
+    elapsedSeconds,
+    percent,
+    etaLowSeconds: band?.low ?? null,
+    etaHighSeconds: band?.high ?? null,
+    stuck,
+    throttled,
+  };
+}
+
+/** Effective rates of the window's intervals (rows per second, weighted by their length in ms). */
+export function windowRates(
+  points: ReadonlyArray<readonly [number, number]>,
+  covered: number,
+  nowMs: number,
+): Array<{ rate: number; weight: number }> {
+  const all = [...points];
+  const last = all.at(-1);
+  if (last && nowMs - last[0] >= OPEN_INTERVAL_MIN_MS) all.push([nowMs, Math.max(covered, last[1])]);
+  const rates: Array<{ rate: number; weight: number }> = [];
+  for (let i = 1; i < all.length; i++) {
+    const [t0, r0] = all[i - 1]!;
+    const [t1, r1] = all[i]!;
+    const dt = t1 - t0;
+    if (dt <= 0) continue;
+    rates.push({ rate: Math.max(0, r1 - r0) / (dt / 1000), weight: dt });
+  }
+  return rates;
+}
+
+/** The time-weighted `q` quantile (0..1) of `samples`. */
+export function weightedQuantile(
+  samples: ReadonlyArray<{ rate: number; weight: number }>,
+  q: number,
+): number {
+  const sorted = [...samples].sort((a, b) => a.rate - b.rate);
+  const total = sorted.reduce((sum, s) => sum + s.weight, 0);
+  let seen = 0;
+  for (const s of sorted) {
+    seen += s.weight;
+    if (seen >= q * total) return s.rate;
+  }
+  return sorted.at(-1)?.rate ?? 0;
+}
+
+function etaBand(
+  points: ReadonlyArray<readonly [number, number]>,
+  covered: number,
+  nowMs: number,
+  remaining: number,
+  eta: number | null,
+): { low: number; high: number | null } | null {
+  const rates = windowRates(points, covered, nowMs);
+  if (rates.length < MIN_INTERVALS) return null;
+  if (remaining <= 0) return { low: 0, high: 0 };
+  const fast = weightedQuantile(rates, 0.9);
+  const slow = weightedQuantile(rates, 0.1);
+  if (fast <= 0) return null;
+  let low = remaining / fast;
+  let high = slow > 0 ? remaining / slow : null;
+  // The band always contains the point estimate.
+  if (eta !== null) {
+    low = Math.min(low, eta);
+    high = high === null ? null : Math.max(high, eta);
+  }
+  return { low, high };
 }

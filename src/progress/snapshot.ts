@@ -68,6 +68,21 @@ export interface MigrationInfo {
   /** Verification pass of the current run (0 before the run starts). */
   readonly pass: number;
   readonly steps: JsonInteger;
+  /** ETA band (p10–p90) from the spread of recent effective rates; null when not enough is known yet. */
+  readonly etaLowSeconds: number | null;
+  /** Null also when the slow end is unbounded. */
+  readonly etaHighSeconds: number | null;
+  /** Running, not throttled, and the cursor has not moved for the stuck threshold (`TRICKLE_STUCK_AFTER_MS`). */
+  readonly stuck: boolean;
+  /** When the cursor last moved. */
+  readonly progressAt: string | null;
+  /** Poison rows skipped and not resolved (see `GET /api/migrations/:name/failures`). */
+  readonly quarantined: JsonInteger;
+  /** When verification last ran, and how many rows it found still needing work (quarantined ones aside). */
+  readonly verifiedAt: string | null;
+  readonly residual: JsonInteger | null;
+  /** Why and until when the migration holds back (throttling), or null. */
+  readonly throttle: { readonly reason: string; readonly until: string } | null;
 }
 
 /** One committed step, as the runner reported it. */
@@ -115,9 +130,14 @@ export function reportedStatus(stored: string): ReportedStatus {
 export function migrationInfo(
   row: MigrationRow,
   nowMs: number,
-  runner?: Pick<RunnerMigrationState, "reason" | "batchSize">,
+  runner?: Pick<RunnerMigrationState, "reason" | "batchSize"> &
+    Partial<Pick<RunnerMigrationState, "throttle">>,
+  options: { readonly stuckAfterMs?: number } = {},
 ): MigrationInfo {
   const status = reportedStatus(row.status);
+  // The in-process throttle (this runner's decision) may be newer than the row the snapshot read.
+  const inProcess = runner?.throttle && runner.throttle.untilMs > nowMs ? runner.throttle : null;
+  const throttledUntil = inProcess ? new Date(inProcess.untilMs).toISOString() : row.throttledUntil;
   const figures = computeProgress(
     {
       status,
@@ -126,8 +146,14 @@ export function migrationInfo(
       startedAt: row.startedAt,
       endedAt: row.endedAt,
       busyMs: row.busyMs,
+      quarantined: row.quarantined,
+      lastUpdateAt: row.lastUpdateAt,
+      progressAt: row.progressAt,
+      throttledUntil,
+      rateWindow: row.rateWindow,
     },
     nowMs,
+    options,
   );
   return {
     name: row.name,
@@ -148,6 +174,17 @@ export function migrationInfo(
     leaseOwner: row.leaseOwner,
     pass: row.pass,
     steps: jsonInteger(row.steps),
+    etaLowSeconds: figures.etaLowSeconds === null ? null : round(figures.etaLowSeconds, 1),
+    etaHighSeconds: figures.etaHighSeconds === null ? null : round(figures.etaHighSeconds, 1),
+    stuck: figures.stuck,
+    progressAt: row.progressAt,
+    quarantined: jsonInteger(row.quarantined),
+    verifiedAt: row.verifiedAt,
+    residual: jsonIntegerOrNull(row.residual),
+    throttle:
+      figures.throttled && throttledUntil
+        ? { reason: inProcess?.reason ?? row.throttleReason ?? "throttled", until: throttledUntil }
+        : null,
   };
 }
 
@@ -168,13 +205,16 @@ export function buildSnapshot(
     readonly runnerState?: readonly RunnerMigrationState[];
     readonly steps?: Readonly<Record<string, readonly StepRecord[]>>;
     readonly stepHistogram?: Readonly<Record<string, StepHistogram>>;
+    /** See `TRICKLE_STUCK_AFTER_MS`. */
+    readonly stuckAfterMs?: number;
   },
 ): Snapshot {
   const byName = new Map(rows.map((r) => [r.name, r]));
   const state = new Map((options.runnerState ?? []).map((s) => [s.name, s]));
+  const info = { ...(options.stuckAfterMs !== undefined ? { stuckAfterMs: options.stuckAfterMs } : {}) };
   const migrations = options.names.flatMap((name) => {
     const row = byName.get(name);
-    return row ? [migrationInfo(row, options.takenAt, state.get(name))] : [];
+    return row ? [migrationInfo(row, options.takenAt, state.get(name), info)] : [];
   });
   return {
     takenAt: options.takenAt,
@@ -366,6 +406,9 @@ const STATUS_EVENTS: ReadonlySet<RunnerEvent["type"]> = new Set([
   "failed",
   "sweep",
   "waiting",
+  "blocked",
+  "throttled",
+  "quarantined",
   "lease-lost",
   "retrying",
 ]);
@@ -384,6 +427,7 @@ export class SnapshotPublisher {
   readonly #minIntervalMs: number;
   readonly #now: () => number;
   readonly #unsubscribe: () => void;
+  readonly #stuckAfterMs: number | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #lastAt = Number.NEGATIVE_INFINITY;
   #reading: Promise<void> | undefined;
@@ -397,7 +441,9 @@ export class SnapshotPublisher {
     minIntervalMs?: number;
     now?: () => number;
     recorder?: StepRecorder;
+    stuckAfterMs?: number;
   }) {
+    this.#stuckAfterMs = options.stuckAfterMs;
     this.#runner = options.runner;
     this.#names = options.names;
     this.#publish = options.publish;
@@ -461,6 +507,7 @@ export class SnapshotPublisher {
           runnerState: this.#runner.state(),
           steps: this.recorder.history(),
           stepHistogram: this.recorder.histograms(),
+          ...(this.#stuckAfterMs !== undefined ? { stuckAfterMs: this.#stuckAfterMs } : {}),
         }),
       );
     } catch {

@@ -17,6 +17,8 @@ export interface AppConfig {
   readonly cronSecret: string | undefined;
   /** Default budget of an HTTP tick, ms. */
   readonly sliceBudgetMs: number;
+  /** A running migration whose cursor has not moved for this long is reported `stuck` (default 10 min). */
+  readonly stuckAfterMs?: number;
 }
 
 export interface AppDeps {

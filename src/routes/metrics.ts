@@ -59,6 +59,30 @@ export function renderMetrics({ snapshot, ageMs }: ServedSnapshot): string {
       lines.push(
         `trickle_migration_status${labels({ migration: m.name, status })} ${m.status === status ? 1 : 0}`,
       );
+  family("trickle_quarantined_rows", "gauge", "Poison rows skipped and not resolved.");
+  for (const m of ms)
+    lines.push(`trickle_quarantined_rows${labels({ migration: m.name })} ${num(m.quarantined)}`);
+  family(
+    "trickle_migration_stuck",
+    "gauge",
+    "1 while running without cursor progress for the stuck threshold.",
+  );
+  for (const m of ms)
+    lines.push(`trickle_migration_stuck${labels({ migration: m.name })} ${m.stuck ? 1 : 0}`);
+  family("trickle_migration_throttled", "gauge", "1 while a throttle holds the migration back.");
+  for (const m of ms)
+    lines.push(`trickle_migration_throttled${labels({ migration: m.name })} ${m.throttle ? 1 : 0}`);
+  family("trickle_eta_seconds", "gauge", "ETA band of a running migration (quantile 0.1 and 0.9).");
+  for (const m of ms) {
+    if (m.etaLowSeconds !== null)
+      lines.push(
+        `trickle_eta_seconds${labels({ migration: m.name, quantile: "0.1" })} ${num(m.etaLowSeconds)}`,
+      );
+    if (m.etaHighSeconds !== null)
+      lines.push(
+        `trickle_eta_seconds${labels({ migration: m.name, quantile: "0.9" })} ${num(m.etaHighSeconds)}`,
+      );
+  }
   family("trickle_lease_held", "gauge", "1 while a runner (owner) holds the migration's lease.");
   for (const m of ms)
     if (m.leaseOwner !== null)

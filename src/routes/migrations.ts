@@ -1,5 +1,6 @@
 /**
- * The control API (Bearer `ADMIN_TOKEN`): list, detail, pause, resume, cancel, retry, dry-run and live tuning.
+ * The control API (Bearer `ADMIN_TOKEN`): list, detail, pause, resume, cancel, retry, dry-run, live tuning, and
+ * the quarantined rows (list, retry).
  *
  * Order of checks: the token (403 when the API is disabled, 401 when missing or wrong), then the migration
  * name against the registered ones (404, before any SQL), then the query and body (400 naming the field),
@@ -11,7 +12,15 @@ import { CONTROL_ACTIONS } from "../engine/controls.ts";
 import { jsonInteger, jsonIntegerOrNull, migrationInfo } from "../progress/snapshot.ts";
 import { requireBearer } from "./auth.ts";
 import type { AppDeps } from "./deps.ts";
-import { ActionBodySchema, DetailQuerySchema, EmptyQuerySchema, TuningPatchSchema } from "./schemas.ts";
+import {
+  ActionBodySchema,
+  DetailQuerySchema,
+  DryRunBodySchema,
+  EmptyQuerySchema,
+  FailureRetryBodySchema,
+  FailuresQuerySchema,
+  TuningPatchSchema,
+} from "./schemas.ts";
 import { parseJsonBody, parseQuery } from "./validation.ts";
 
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -21,6 +30,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   const { controls } = deps;
   const now = deps.now ?? Date.now;
+  const info = deps.config.stuckAfterMs === undefined ? {} : { stuckAfterMs: deps.config.stuckAfterMs };
   const auth = requireBearer(() => deps.config.adminToken, "control API disabled");
   const limit = bodyLimit({
     maxSize: MAX_BODY_BYTES,
@@ -38,7 +48,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
     if (!query.ok) return query.response;
     const rows = await controls.list();
     const t = now();
-    return c.json({ migrations: rows.map((row) => migrationInfo(row, t)) });
+    return c.json({ migrations: rows.map((row) => migrationInfo(row, t, undefined, info)) });
   });
 
   app.get("/api/migrations/:name", async (c) => {
@@ -53,7 +63,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
     const count = query.value.steps ?? DEFAULT_RECENT_STEPS;
     const steps = snapshot.steps?.[name] ?? [];
     return c.json({
-      migration: migrationInfo(row, now()),
+      migration: migrationInfo(row, now(), undefined, info),
       description: definition.definition.description,
       table: definition.table,
       key: definition.key,
@@ -65,6 +75,8 @@ export function migrationRoutes(deps: AppDeps): Hono {
       verifiedAt: row.verifiedAt,
       residual: jsonIntegerOrNull(row.residual),
       tuning: row.tuning,
+      dependsOn: definition.dependsOn,
+      failedSteps: jsonInteger(row.failedSteps),
       recentSteps: count === 0 ? [] : steps.slice(-count),
     });
   });
@@ -87,7 +99,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
         action,
         from: result.from,
         to: result.to,
-        migration: row ? migrationInfo(row, now()) : null,
+        migration: row ? migrationInfo(row, now(), undefined, info) : null,
       });
     });
   }
@@ -97,9 +109,10 @@ export function migrationRoutes(deps: AppDeps): Hono {
     if (!controls.names.includes(name)) return unknown(c);
     const query = parseQuery(c, EmptyQuerySchema);
     if (!query.ok) return query.response;
-    const body = await parseJsonBody(c, ActionBodySchema.optional());
+    const body = await parseJsonBody(c, DryRunBodySchema.optional());
     if (!body.ok) return body.response;
-    const report = await controls.dryRun(name);
+    const { note: _note, ...options } = body.value ?? {};
+    const report = await controls.dryRun(name, options);
     if (!report) return unknown(c);
     return c.json({
       ...report,
@@ -108,7 +121,60 @@ export function migrationRoutes(deps: AppDeps): Hono {
         minKey: jsonIntegerOrNull(report.candidates.minKey),
         maxKey: jsonIntegerOrNull(report.candidates.maxKey),
       },
+      step: report.step && {
+        ...report.step,
+        fromKey: jsonInteger(report.step.fromKey),
+        toKey: jsonInteger(report.step.toKey),
+        keys: jsonInteger(report.step.keys),
+        rows: jsonInteger(report.step.rows),
+      },
+      projection: report.projection && {
+        ...report.projection,
+        keysInRange: jsonInteger(report.projection.keysInRange),
+        rowsTotal: jsonInteger(report.projection.rowsTotal),
+      },
     });
+  });
+
+  app.get("/api/migrations/:name/failures", async (c) => {
+    const name = c.req.param("name");
+    if (!controls.names.includes(name)) return unknown(c);
+    const query = parseQuery(c, FailuresQuerySchema);
+    if (!query.ok) return query.response;
+    const failures = await controls.failures(name, { includeResolved: query.value.resolved === "include" });
+    const row = await controls.get(name);
+    if (!failures || !row) return unknown(c);
+    return c.json({
+      name,
+      quarantined: jsonInteger(row.quarantined),
+      failures: failures.map((f) => ({
+        key: jsonInteger(f.key),
+        error: f.error,
+        at: f.at,
+        attempts: f.attempts,
+        pass: f.pass,
+        resolvedAt: f.resolvedAt,
+        resolution: f.resolution,
+        retryRequestedAt: f.retryRequestedAt,
+      })),
+    });
+  });
+
+  app.post("/api/migrations/:name/failures/retry", async (c) => {
+    const name = c.req.param("name");
+    if (!controls.names.includes(name)) return unknown(c);
+    const query = parseQuery(c, EmptyQuerySchema);
+    if (!query.ok) return query.response;
+    const body = await parseJsonBody(c, FailureRetryBodySchema.optional());
+    if (!body.ok) return body.response;
+    const keys = body.value?.keys?.map((k) => BigInt(k));
+    const result = await controls.retryFailures(name, keys, body.value?.note);
+    if (result.status === "not-found") return unknown(c);
+    const appliesWhen =
+      result.to === "running" || result.to === "pending"
+        ? "the runner's next slice"
+        : `the migration runs again (it is ${result.to}: resume or retry it)`;
+    return c.json({ name, requested: result.requested, from: result.from, to: result.to, appliesWhen });
   });
 
   app.patch("/api/migrations/:name", async (c) => {

@@ -7,8 +7,13 @@ import {
   ConflictSchema,
   ControlResponseSchema,
   DetailQuerySchema,
+  DryRunBodySchema,
   DryRunSchema,
   ErrorSchema,
+  FailureRetryBodySchema,
+  FailureRetryResponseSchema,
+  FailuresQuerySchema,
+  FailuresResponseSchema,
   HealthzSchema,
   MigrationDetailSchema,
   MigrationListSchema,
@@ -209,12 +214,49 @@ export function buildOpenApiDocument(): JsonObject {
       ...actionPaths,
       "/api/migrations/{name}/dry-run": {
         post: {
-          summary: "What a run would cover, and the SQL of one step; writes nothing but the audit record.",
+          summary:
+            "Runs one real step in a transaction that is rolled back: candidates, sample rows before and after, the step's time and a projected duration. Changes nothing but the audit record.",
           security: admin,
           parameters: [nameParameter],
+          requestBody: {
+            required: false,
+            content: { "application/json": { schema: schema(DryRunBodySchema, "input") } },
+          },
           responses: {
             "200": json(DryRunSchema, "Report."),
             "400": error("Malformed body or query."),
+            "404": error("Unknown migration."),
+            "503": error("The database is busy (the write lock is held); retry shortly."),
+            ...controlErrors,
+          },
+        },
+      },
+      "/api/migrations/{name}/failures": {
+        get: {
+          summary: "Quarantined (poison) rows: keys whose step failed on their own, with the error.",
+          security: admin,
+          parameters: [nameParameter, ...queryParameters(FailuresQuerySchema)],
+          responses: {
+            "200": json(FailuresResponseSchema, "Quarantined rows."),
+            "400": error("Malformed query."),
+            "404": error("Unknown migration."),
+            ...controlErrors,
+          },
+        },
+      },
+      "/api/migrations/{name}/failures/retry": {
+        post: {
+          summary:
+            "Asks the runner to re-apply the change to quarantined rows (all, or the keys given), in fenced steps. A done migration goes back to running to do it.",
+          security: admin,
+          parameters: [nameParameter],
+          requestBody: {
+            required: false,
+            content: { "application/json": { schema: schema(FailureRetryBodySchema, "input") } },
+          },
+          responses: {
+            "200": json(FailureRetryResponseSchema, "Requested."),
+            "400": error("Malformed body."),
             "404": error("Unknown migration."),
             ...controlErrors,
           },

@@ -40,6 +40,29 @@ export const MigrationInfoSchema = z.object({
   leaseOwner: z.string().nullable(),
   pass: z.number().int(),
   steps: JsonIntegerSchema,
+  etaLowSeconds: z
+    .number()
+    .nullable()
+    .describe("Fast end of the ETA band (p10 of the ETA, from the spread of recent effective rates)."),
+  etaHighSeconds: z
+    .number()
+    .nullable()
+    .describe("Slow end of the ETA band (p90); null when unknown or unbounded."),
+  stuck: z
+    .boolean()
+    .describe("Running, not throttled, and the cursor has not moved for TRICKLE_STUCK_AFTER_MS."),
+  progressAt: z.string().nullable().describe("When the cursor last moved."),
+  quarantined: JsonIntegerSchema.describe(
+    "Poison rows skipped and not resolved; rowsProcessed + quarantined = rowsTotal when a quiet run ends.",
+  ),
+  verifiedAt: z.string().nullable().describe("When verification last ran."),
+  residual: JsonIntegerSchema.nullable().describe(
+    "Rows verification found still needing work (quarantined rows aside); 0 once done.",
+  ),
+  throttle: z
+    .object({ reason: z.string(), until: z.string() })
+    .nullable()
+    .describe("Why and until when (ISO-8601 UTC) the migration holds back; null when it is not throttled."),
 });
 
 export const HealthzSchema = z.object({
@@ -99,6 +122,8 @@ export const MigrationDetailSchema = z.object({
   verifiedAt: z.string().nullable(),
   residual: JsonIntegerSchema.nullable(),
   tuning: z.record(z.string(), z.number()).nullable().describe("Live tuning overrides."),
+  dependsOn: z.array(z.string()).describe("Migrations that must be done before this one starts."),
+  failedSteps: JsonIntegerSchema.describe("Step attempts of this run that failed deterministically."),
   recentSteps: z.array(StepRecordSchema).describe("Newest last; steps this process's runner saw."),
 });
 
@@ -147,6 +172,8 @@ export const TuningResponseSchema = z.object({
   appliesFrom: z.literal("next lease acquisition"),
 });
 
+const JsonScalarSchema = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
 export const DryRunSchema = z.object({
   name: z.string(),
   description: z.string(),
@@ -164,6 +191,121 @@ export const DryRunSchema = z.object({
     .nullable(),
   prerequisites: z.array(z.record(z.string(), z.unknown())),
   stepSql: z.array(z.string()),
+  rolledBack: z.boolean().describe("A real step ran inside a transaction that was rolled back."),
+  step: z
+    .object({
+      batchSize: z.number().int(),
+      fromKey: JsonIntegerSchema,
+      toKey: JsonIntegerSchema,
+      keys: JsonIntegerSchema,
+      rows: JsonIntegerSchema.describe("Candidate rows the step changed."),
+      durationMs: z.number(),
+    })
+    .nullable(),
+  samples: z
+    .array(
+      z.object({
+        key: z.string(),
+        before: z.record(z.string(), JsonScalarSchema),
+        after: z.record(z.string(), JsonScalarSchema).nullable(),
+        changed: z.array(z.string()),
+      }),
+    )
+    .describe("A few candidate rows of the first range, read in the transaction before and after the step."),
+  projection: z
+    .object({
+      keysInRange: JsonIntegerSchema,
+      rowsTotal: JsonIntegerSchema,
+      keysPerSecond: z.number(),
+      batchAtTarget: z.number().int(),
+      steps: z.number().int(),
+      slices: z.number().int(),
+      busySeconds: z.number(),
+      wallSeconds: z.number().describe("Projected duration of the whole run for this schedule."),
+      dutyCycle: z.number(),
+      schedule: z.object({
+        sliceBudgetMs: z.number(),
+        tickIntervalMs: z.number(),
+        yieldMs: z.number(),
+        stepTargetMs: z.number(),
+      }),
+    })
+    .nullable(),
+  notes: z.array(z.string()),
+});
+
+export const DryRunBodySchema = z
+  .object({
+    note: z.string().max(500).optional().describe("Stored in the audit record."),
+    batchSize: z.number().int().min(1).max(1_000_000).optional().describe("Keys the step covers."),
+    tickIntervalMs: z
+      .number()
+      .int()
+      .min(1)
+      .max(86_400_000)
+      .optional()
+      .describe("Interval between slices to project for (e.g. 60000 for a cron every minute)."),
+    sampleSize: z
+      .number()
+      .int()
+      .min(0)
+      .max(20)
+      .optional()
+      .describe("Rows shown before and after (default 3)."),
+  })
+  .strict()
+  .describe("Optional; an empty body is fine.");
+
+export const FailureSchema = z.object({
+  key: JsonIntegerSchema,
+  error: z.string(),
+  at: z.string().describe("When the row last failed."),
+  attempts: z.number().int(),
+  pass: z.number().int().nullable(),
+  resolvedAt: z.string().nullable(),
+  resolution: z.string().nullable().describe("`retried` or `new run`."),
+  retryRequestedAt: z.string().nullable(),
+});
+
+export const FailuresResponseSchema = z.object({
+  name: z.string(),
+  quarantined: JsonIntegerSchema,
+  failures: z.array(FailureSchema).describe("By key; unresolved only unless ?resolved=include."),
+});
+
+export const FailuresQuerySchema = z
+  .object({
+    resolved: z
+      .enum(["include", "exclude"])
+      .optional()
+      .describe("`include` also lists resolved rows (default `exclude`)."),
+  })
+  .strict();
+
+const KeySchema = z.union([
+  z.number().int().refine(Number.isSafeInteger, { error: "keys must be exact integers" }),
+  z.string().regex(/^-?\d{1,19}$/, { error: "keys must be integers (decimal text beyond 2^53)" }),
+]);
+
+export const FailureRetryBodySchema = z
+  .object({
+    keys: z
+      .array(KeySchema)
+      .min(1)
+      .max(1000)
+      .optional()
+      .describe("Only these keys (default: every unresolved row)."),
+    note: z.string().max(500).optional().describe("Stored in the audit record."),
+  })
+  .strict()
+  .describe("Optional; an empty body retries every unresolved quarantined row.");
+
+export const FailureRetryResponseSchema = z.object({
+  name: z.string(),
+  requested: z.number().int().describe("Quarantined rows marked for retry."),
+  from: z.string(),
+  to: z.string(),
+  appliesWhen: z.string(),
 });
 
 export const DetailQuerySchema = z

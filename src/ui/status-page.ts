@@ -84,6 +84,9 @@ dd { margin: 2px 0 0; font-variant-numeric: tabular-nums; font-weight: 600; over
 .note { margin: 12px 0 0; padding: 8px 12px; border-radius: 8px; font-size: 0.9rem; overflow-wrap: anywhere;
   background: var(--idle-bg); color: var(--fg); }
 .note[data-kind="error"] { background: var(--bad-bg); color: var(--bad); }
+.note[data-kind="throttle"], .note[data-kind="stuck"] { background: var(--warn-bg); color: var(--warn); }
+.flag { font-size: 0.75rem; font-weight: 700; text-transform: uppercase; letter-spacing: 0.04em;
+  padding: 3px 9px; border-radius: 999px; background: var(--warn-bg); color: var(--warn); }
 .empty { text-align: center; color: var(--muted); padding: 36px 16px; background: var(--card);
   border: 1px dashed var(--line); border-radius: var(--radius); }
 footer { margin-top: 22px; color: var(--muted); font-size: 0.8rem; text-align: center; }
@@ -98,7 +101,7 @@ footer a { color: inherit; }
 }
 `;
 
-// biome-ignore lint/complexity/noUselessStringRaw: a backslash added later (a regex) must reach the browser as written
+// String.raw: the backslashes in the script (regexes, \u escapes) must reach the browser as written.
 const SCRIPT = String.raw`
 (function () {
   "use strict";
@@ -151,6 +154,28 @@ const SCRIPT = String.raw`
     return Math.floor(h / 24) + " d " + (h % 24) + " h";
   }
 
+  // Coarse durations for the ETA band: "45 s", "12 min", "3 h 10 min".
+  function formatCoarse(seconds) {
+    var s = toNumber(seconds);
+    if (s === null || s < 0) return "?";
+    s = Math.round(s);
+    if (s < 60) return s + " s";
+    var m = Math.round(s / 60);
+    if (m < 60) return m + " min";
+    return Math.floor(m / 60) + " h " + (m % 60) + " min";
+  }
+
+  // The ETA band (p10–p90) when the API has one, else the single estimate.
+  function formatEta(item) {
+    var low = toNumber(item.etaLowSeconds);
+    if (low === null) return formatDuration(item.etaSeconds);
+    var high = toNumber(item.etaHighSeconds);
+    var a = formatCoarse(low);
+    if (high === null) return "\u2265 " + a;
+    var b = formatCoarse(high);
+    return a === b ? a : a + "\u2013" + b;
+  }
+
   function formatTime(text) {
     if (!text) return "—";
     var iso = /^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}/.test(text) ? text.replace(" ", "T") + "Z" : text;
@@ -188,7 +213,12 @@ const SCRIPT = String.raw`
     var name = el("h2", "name");
     var badge = el("span", "badge");
     var pct = el("span", "pct");
-    head.append(name, badge, pct);
+    var stuck = el("span", "flag", "stuck");
+    stuck.dataset.flag = "stuck";
+    stuck.title = "Running, but the cursor has not moved for a while";
+    var throttled = el("span", "flag", "throttled");
+    throttled.dataset.flag = "throttled";
+    head.append(name, badge, stuck, throttled, pct);
     var bar = el("div", "bar");
     bar.setAttribute("role", "progressbar");
     bar.setAttribute("aria-valuemin", "0");
@@ -199,7 +229,8 @@ const SCRIPT = String.raw`
     var stats = el("dl");
     var fields = {};
     [["rate", "Rate"], ["eta", "ETA"], ["elapsed", "Elapsed"], ["batch", "Batch size"],
-     ["steps", "Steps"], ["started", "Started"], ["updated", "Last update"], ["ended", "Ended"], ["owner", "Lease"]].forEach(function (f) {
+     ["steps", "Steps"], ["quarantined", "Quarantined"], ["verified", "Verified"], ["started", "Started"],
+     ["updated", "Last update"], ["ended", "Ended"], ["owner", "Lease"]].forEach(function (f) {
       var wrap = el("div");
       wrap.append(el("dt", "", f[1]));
       var dd = el("dd");
@@ -210,7 +241,8 @@ const SCRIPT = String.raw`
     });
     var note = el("p", "note");
     card.append(head, bar, rows, stats, note);
-    return { card: card, name: name, badge: badge, pct: pct, bar: bar, fill: fill, rows: rows, fields: fields, note: note };
+    return { card: card, name: name, badge: badge, pct: pct, bar: bar, fill: fill, rows: rows, fields: fields, note: note,
+      stuck: stuck, throttled: throttled };
   }
 
   function setField(card, key, text, show) {
@@ -245,7 +277,12 @@ const SCRIPT = String.raw`
     setField(card, "rate", rateText, running || (rate !== null && rate > 0));
     // The busy rate (rows per second spent inside steps) is for tuning; keep it out of the way.
     card.fields.rate.value.title = busy !== null && busy > 0 ? intFormat.format(busy) + " rows/s while stepping" : "";
-    setField(card, "eta", running ? formatDuration(item.etaSeconds) : "—", running);
+    setField(card, "eta", running ? formatEta(item) : "—", running);
+    card.fields.eta.value.title = running && item.etaLowSeconds != null ? "Most likely " + formatDuration(item.etaSeconds) + "; the range is p10\u2013p90 of recent rates" : "";
+    var quarantined = toNumber(item.quarantined);
+    setField(card, "quarantined", formatCount(item.quarantined) + " rows", quarantined !== null && quarantined > 0);
+    var residual = toNumber(item.residual);
+    setField(card, "verified", item.verifiedAt ? formatTime(item.verifiedAt) + (residual ? ", " + formatCount(item.residual) + " left" : ", 0 left") : "—", !!item.verifiedAt);
     setField(card, "elapsed", formatDuration(item.elapsedSeconds), toNumber(item.elapsedSeconds) !== null && item.startedAt != null);
     setField(card, "batch", formatCount(item.batchSize), toNumber(item.batchSize) !== null && running);
     setField(card, "steps", formatCount(item.steps), toNumber(item.steps) !== null && toNumber(item.steps) > 0);
@@ -254,18 +291,29 @@ const SCRIPT = String.raw`
     setField(card, "ended", formatTime(item.endedAt), !!item.endedAt);
     setField(card, "owner", item.leaseOwner ? String(item.leaseOwner) : "—", !!item.leaseOwner);
 
+    var stuck = item.stuck === true;
+    var throttle = item.throttle && typeof item.throttle === "object" ? item.throttle : null;
+    card.card.dataset.stuck = stuck ? "true" : "false";
+    card.stuck.hidden = !stuck;
+    card.throttled.hidden = !throttle;
     var error = item.errorMessage ? String(item.errorMessage) : "";
     var reason = item.reason ? String(item.reason) : "";
     if (error) {
       card.note.textContent = "Last error: " + error;
       card.note.dataset.kind = "error";
+    } else if (throttle) {
+      card.note.textContent = "Throttled until " + formatTime(throttle.until) + ": " + String(throttle.reason);
+      card.note.dataset.kind = "throttle";
+    } else if (stuck) {
+      card.note.textContent = "No progress since " + formatTime(item.progressAt || item.lastUpdateAt) + (reason ? " \u2014 " + reason : "");
+      card.note.dataset.kind = "stuck";
     } else if (reason) {
       card.note.textContent = reason;
       card.note.dataset.kind = "reason";
     } else {
       card.note.textContent = "";
     }
-    card.note.hidden = !error && !reason;
+    card.note.hidden = !error && !reason && !throttle && !stuck;
   }
 
   function renderList(items) {
@@ -322,8 +370,12 @@ const SCRIPT = String.raw`
     liveEl.textContent = text;
   }
 
+  // Mounted under a prefix and opened without the trailing slash (/admin/trickle), relative paths would
+  // resolve one level up; the last path segment puts them back under the prefix.
+  var API_BASE = /\/$/.test(location.pathname) ? "" : (location.pathname.split("/").pop() || "") + "/";
+
   function readJson(path) {
-    return fetch(path, { headers: { accept: "application/json" }, cache: "no-store" }).then(function (res) {
+    return fetch(API_BASE + path, { headers: { accept: "application/json" }, cache: "no-store" }).then(function (res) {
       return res.text().then(function (body) {
         var data = null;
         try { data = JSON.parse(body); } catch (e) { data = null; }

@@ -4,7 +4,8 @@
  * Any page includes `<script src="/warmup-banner.js"></script>`. The script polls `api/healthz` (resolved
  * against its own URL, so a prefix-mounted app works) every 30 s — `data-interval-ms` on the script tag
  * overrides it — and shows:
- * - one progress line per running migration: `Migration <name>: <p> / <t> rows (<pct>%, ETA <n>)`;
+ * - one progress line per running migration: `Migration <name>: <p> / <t> rows (<pct>%, ETA <n>)`, where
+ *   `<n>` is the ETA band (`3m–5m`, p10–p90 of recent rates) when healthz has one, else the single estimate;
  * - one dismissible line per failed migration: `Migration <name> FAILED: <errorMessage|unknown error>`,
  *   auto-dismissed 10 min after `endedAt`; a missing or unparseable `endedAt` never auto-dismisses;
  * - a neutral "status unavailable" line when healthz reports `async_migrations_error` or cannot be read
@@ -99,6 +100,24 @@ export const WARMUP_BANNER_JS: string = String.raw`/* trickle warm-up banner */
     return Math.floor(m / 60) + "h " + (m % 60) + "m";
   }
 
+  // The band in whole units: "45s", "12m", "3h 10m".
+  function coarse(seconds) {
+    var s = toNumber(seconds);
+    if (s === null || s < 0) return null;
+    s = Math.round(s);
+    if (s < 60) return s + "s";
+    var m = Math.round(s / 60);
+    if (m < 60) return m + "m";
+    return Math.floor(m / 60) + "h " + (m % 60) + "m";
+  }
+
+  function eta(item) {
+    var low = coarse(item.etaLowSeconds);
+    var high = coarse(item.etaHighSeconds);
+    if (low !== null && high !== null) return low === high ? low : low + "\u2013" + high;
+    return duration(item.etaSeconds !== undefined ? item.etaSeconds : item.etaSec);
+  }
+
   function percent(item) {
     var given = toNumber(item.percent);
     var p = given;
@@ -149,12 +168,11 @@ export const WARMUP_BANNER_JS: string = String.raw`/* trickle warm-up banner */
       var name = String(item.name);
       if (item.status === "running") {
         runningLines++;
-        var eta = item.etaSeconds !== undefined ? item.etaSeconds : item.etaSec;
         lines.push({
           kind: "running",
           name: name,
           text: "Migration " + name + ": " + count(item.rowsProcessed) + " / " + count(item.rowsTotal) +
-            " rows (" + percent(item) + "%, ETA " + duration(eta) + ")",
+            " rows (" + percent(item) + "%, ETA " + eta(item) + ")",
         });
       } else if (item.status === "failed" && failedVisible(item, now)) {
         steady = false;

@@ -166,3 +166,27 @@ describe.each([
     expect(await dumpTable(client, "_async_migrations")).toHaveLength(1);
   });
 });
+
+describe("reading before the upgrade", () => {
+  it("lists the rows of a table an older version created, newer columns reading as defaults", async () => {
+    // `trickle status` is read-only and never upgrades: it must still read a table without the newer columns.
+    const client = await legacyCoreScope(PR_1735_SHAPE);
+    await client.execute(
+      `INSERT INTO _async_migrations (name, status, rows_processed, rows_total) VALUES ('${TX}', 'running', 5, 10)`,
+    );
+    const rows = await new StateStore(client).list();
+    expect(rows).toMatchObject([
+      {
+        name: TX,
+        status: "running",
+        rowsProcessed: 5n,
+        rowsTotal: 10n,
+        quarantined: 0n,
+        throttledUntil: null,
+        progressAt: null,
+        rateWindow: null,
+      },
+    ]);
+    expect(await columns(client)).not.toContain("quarantined"); // read, not upgraded
+  });
+});

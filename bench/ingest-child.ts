@@ -1,0 +1,98 @@
+/**
+ * The ingest load: CoreScope's hot path at a fixed rate, in a process of its own with its own connection.
+ *
+ * Each message inserts an observation of an existing recent transmission and then bumps that transmission's
+ * `last_seen` the way CoreScope's `stmtBumpTxLastSeen` does — each statement its own small write transaction,
+ * with CoreScope's busy timeout of 5000 ms. A message's latency is the time both statements took; a message
+ * whose statement failed with SQLITE_BUSY (the lock was not free within 5 s) counts as a busy failure.
+ *
+ * Messages are scheduled open-loop (message i at start + i / rate); a message that is late runs at once, so a
+ * stall is followed by a backlog, as with a buffered MQTT feed.
+ *
+ * Usage: node --import tsx bench/ingest-child.ts <database-url> <messages-per-second>
+ * Prints `{"type":"ready"}` once running; on the line `stop` on stdin prints `{"type":"result",…}` and exits.
+ */
+import { createClient } from "@libsql/client";
+import { nowMs } from "./procs.ts";
+
+const CORESCOPE_BUSY_TIMEOUT_MS = 5000;
+/** Recent transmissions: the newest tenth of the table (97.8 % of CoreScope's observations are re-sightings). */
+const RECENT_FRACTION = 0.1;
+const OBSERVERS = 997;
+
+const OUTCOME = { ok: 0, busy: 1, error: 2 } as const;
+
+async function main(): Promise<void> {
+  const [url, rateText] = process.argv.slice(2);
+  const rate = Number(rateText);
+  if (!url || !(rate > 0)) throw new Error("usage: ingest-child.ts <database-url> <messages-per-second>");
+  const client = createClient({ url, timeout: CORESCOPE_BUSY_TIMEOUT_MS });
+  await client.execute("PRAGMA foreign_keys = ON");
+  const top = Number(
+    (await client.execute("SELECT COALESCE(MAX(id), 0) AS m FROM transmissions")).rows[0]?.m,
+  );
+  if (!(top > 0)) throw new Error("the database has no transmissions to observe");
+  const lowest = Math.max(1, Math.floor(top * (1 - RECENT_FRACTION)));
+
+  // Flat columns: start (epoch ms), latency ms, outcome code.
+  const samples: number[] = [];
+  const errors: string[] = [];
+  let stopping = false;
+  let sequence = 0;
+  let random = 0x2545f491;
+  const nextRandom = () => {
+    random ^= random << 13;
+    random ^= random >>> 17;
+    random ^= random << 5;
+    return (random >>> 0) / 4_294_967_296;
+  };
+
+  process.stdin.setEncoding("utf8");
+  let input = "";
+  process.stdin.on("data", (chunk: string) => {
+    input += chunk;
+    if (input.includes("stop")) stopping = true;
+  });
+
+  process.stdout.write(`${JSON.stringify({ type: "ready", recentFrom: lowest, recentTo: top })}\n`);
+  const interval = 1000 / rate;
+  const start = nowMs();
+  for (let i = 0; !stopping; i++) {
+    const due = start + i * interval;
+    const wait = due - nowMs();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    else if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve)); // let "stop" arrive
+    if (stopping) break;
+
+    const id = lowest + Math.floor(nextRandom() * (top - lowest + 1));
+    const seconds = Math.floor(Date.now() / 1000);
+    sequence++;
+    const began = nowMs();
+    let outcome: number = OUTCOME.ok;
+    try {
+      await client.execute({
+        sql: `INSERT INTO observations (transmission_id, observer_idx, direction, snr, rssi, score, path_json, timestamp)
+              VALUES (?, ?, 'rx', ?, ?, ?, ?, ?)`,
+        // A path unique to this message keeps the dedup index (transmission, observer, path) satisfied.
+        args: [id, sequence % OBSERVERS, -5.5, -90, 50, `["bench","${sequence}"]`, seconds],
+      });
+      await client.execute({
+        sql: "UPDATE transmissions SET last_seen = ? WHERE id = ? AND last_seen < ?",
+        args: [seconds, id, seconds],
+      });
+    } catch (error) {
+      const code = String((error as { code?: unknown }).code ?? "");
+      const message = (error as Error).message ?? String(error);
+      outcome = code.startsWith("SQLITE_BUSY") || /SQLITE_BUSY|database is locked/i.test(message) ? 1 : 2;
+      if (outcome === OUTCOME.error && errors.length < 5) errors.push(message.slice(0, 200));
+    }
+    samples.push(Math.round(began * 100) / 100, Math.round((nowMs() - began) * 1000) / 1000, outcome);
+  }
+  client.close();
+  process.stdout.write(`${JSON.stringify({ type: "result", samples, errors })}\n`, () => process.exit(0));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`ingest-child: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,267 @@
+/**
+ * The benchmark's figures: percentiles, the per-scenario summary (the `S` shape of issue 5), the goals and the
+ * markdown table. Pure functions over recorded samples, so they are testable without running anything.
+ */
+
+/** One HTTP request of the prober: start time (epoch ms), latency, HTTP status (0 = no answer). */
+export interface HttpSample {
+  readonly at: number;
+  readonly ms: number;
+  readonly status: number;
+}
+
+/** One ingest message (insert an observation, bump its transmission's `last_seen`). */
+export interface IngestSample {
+  readonly at: number;
+  readonly ms: number;
+  /** `ok`, `busy` (SQLITE_BUSY after the 5 s busy timeout) or `error` (anything else). */
+  readonly outcome: "ok" | "busy" | "error";
+}
+
+/** One backfill step (write transaction): when it ended (epoch ms), how long it took, where in the key range. */
+export interface StepSample {
+  readonly endAt: number;
+  readonly ms: number;
+  /** Candidate rows this step processed. */
+  readonly rows: number;
+  /** Rows processed by the run once this step committed. */
+  readonly rowsProcessed: number;
+}
+
+export interface Percentiles {
+  readonly p50: number;
+  readonly p95: number;
+  readonly p99: number;
+  readonly max: number;
+}
+
+/** The per-scenario record of issue 5. */
+export interface ScenarioFigures {
+  readonly totalMs: number;
+  readonly steps: number;
+  readonly stepMs: Percentiles;
+  readonly ingest: {
+    readonly count: number;
+    readonly p50Ms: number;
+    readonly p99Ms: number;
+    readonly maxMs: number;
+    readonly busyErrors: number;
+  };
+  readonly http: { readonly p50Ms: number; readonly p99Ms: number; readonly maxMs: number };
+  /** Peak RSS of the serving process, MB; null where /proc is not available. */
+  readonly rssMb: number | null;
+  /** Step time over the first and the last 10 % of the key range (see `decileStepMs`); null for one step. */
+  readonly firstDecileStepMs: number | null;
+  readonly lastDecileStepMs: number | null;
+}
+
+/** Nearest-rank percentile of `values` (q in 0..1); 0 for no values. */
+export function percentile(values: readonly number[], q: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length)));
+  return sorted[rank - 1]!;
+}
+
+export function percentiles(values: readonly number[]): Percentiles {
+  if (values.length === 0) return { p50: 0, p95: 0, p99: 0, max: 0 };
+  const sorted = [...values].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length, Math.max(1, Math.ceil(q * sorted.length))) - 1]!;
+  return { p50: round(at(0.5)), p95: round(at(0.95)), p99: round(at(0.99)), max: round(sorted.at(-1)!) };
+}
+
+export function round(value: number, digits = 2): number {
+  const f = 10 ** digits;
+  return Math.round(value * f) / f;
+}
+
+export interface Window {
+  readonly start: number;
+  readonly end: number;
+}
+
+const within = (w: Window) => (s: { at: number }) => s.at >= w.start && s.at <= w.end;
+
+export function httpFigures(samples: readonly HttpSample[], window: Window): ScenarioFigures["http"] {
+  const ms = samples.filter(within(window)).map((s) => s.ms);
+  const p = percentiles(ms);
+  return { p50Ms: p.p50, p99Ms: p.p99, maxMs: p.max };
+}
+
+export function ingestFigures(samples: readonly IngestSample[], window: Window): ScenarioFigures["ingest"] {
+  const inWindow = samples.filter(within(window));
+  const p = percentiles(inWindow.map((s) => s.ms));
+  return {
+    count: inWindow.length,
+    p50Ms: p.p50,
+    p99Ms: p.p99,
+    maxMs: p.max,
+    busyErrors: inWindow.filter((s) => s.outcome === "busy").length,
+  };
+}
+
+/**
+ * Step time at the start and at the end of the key range: the steps that began in the first 10 % of the run's
+ * rows and those that ended in the last 10 %, each expressed as the time per row there times the run's mean
+ * rows per step. With a fixed batch size this is the plain mean step duration; with an adaptive one it does not
+ * compare the small ramp-up steps of a run's start with full-size steps, only what a step costs at each end —
+ * which is what "per-step cost is O(batch), not O(table)" is about.
+ */
+export function decileStepMs(
+  steps: readonly StepSample[],
+  rowsTotal: number,
+): { first: number | null; last: number | null; firstRaw: number | null; lastRaw: number | null } {
+  const none = { first: null, last: null, firstRaw: null, lastRaw: null };
+  if (steps.length < 2 || rowsTotal <= 0) return none;
+  const totalRows = steps.reduce((sum, s) => sum + s.rows, 0);
+  const meanRows = totalRows / steps.length;
+  const first = steps.filter((s) => s.rowsProcessed - s.rows < 0.1 * rowsTotal);
+  const last = steps.filter((s) => s.rowsProcessed > 0.9 * rowsTotal);
+  const scaled = (group: readonly StepSample[]) => {
+    const rows = group.reduce((sum, s) => sum + s.rows, 0);
+    const ms = group.reduce((sum, s) => sum + s.ms, 0);
+    return rows > 0 ? round((ms / rows) * meanRows) : null;
+  };
+  const mean = (group: readonly StepSample[]) =>
+    group.length > 0 ? round(group.reduce((sum, s) => sum + s.ms, 0) / group.length) : null;
+  return { first: scaled(first), last: scaled(last), firstRaw: mean(first), lastRaw: mean(last) };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Goals
+
+export interface Goal {
+  readonly goal: string;
+  readonly measured: string;
+  /** null: not applicable at this scale (shown, but it neither passes nor fails). */
+  readonly pass: boolean | null;
+}
+
+export interface GoalInputs {
+  readonly trickle: ScenarioFigures;
+  readonly oneShot: ScenarioFigures;
+  readonly idle: { readonly httpP99Ms: number; readonly ingestP99Ms: number };
+  readonly stepTargetMs: number;
+  readonly scale: "seed" | "large" | "custom";
+}
+
+/** Issue 5's goals for trickle with its default step target. */
+export function evaluateGoals(input: GoalInputs): Goal[] {
+  const { trickle, oneShot, idle, stepTargetMs: target } = input;
+  const ratio = oneShot.totalMs > 0 ? trickle.totalMs / oneShot.totalMs : Number.POSITIVE_INFINITY;
+  const goals: Goal[] = [
+    {
+      goal: "total ≤ 1.25 × oneShot",
+      measured: `${fmt(trickle.totalMs / 1000, 2)} s = ${fmt(ratio, 2)} × oneShot (${fmt(oneShot.totalMs / 1000, 2)} s)`,
+      pass: ratio <= 1.25,
+    },
+    {
+      goal: `step p99 ≤ 1.5 × target (${fmt(1.5 * target, 0)} ms)`,
+      measured: `${fmt(trickle.stepMs.p99, 1)} ms`,
+      pass: trickle.stepMs.p99 <= 1.5 * target,
+    },
+    {
+      goal: `step max ≤ 3 × target (${fmt(3 * target, 0)} ms)`,
+      measured: `${fmt(trickle.stepMs.max, 1)} ms`,
+      pass: trickle.stepMs.max <= 3 * target,
+    },
+    {
+      goal: `ingest p99 ≤ target + 25 ms (${fmt(target + 25, 0)} ms)`,
+      measured: `${fmt(trickle.ingest.p99Ms, 1)} ms (idle ${fmt(idle.ingestP99Ms, 1)} ms)`,
+      pass: trickle.ingest.p99Ms <= target + 25,
+    },
+    {
+      goal: "zero SQLITE_BUSY ingest failures",
+      measured: `${trickle.ingest.busyErrors} of ${trickle.ingest.count}`,
+      pass: trickle.ingest.busyErrors === 0,
+    },
+    {
+      goal: `/api/healthz p99 ≤ idle p99 + 5 ms (${fmt(idle.httpP99Ms + 5, 1)} ms)`,
+      measured: `${fmt(trickle.http.p99Ms, 1)} ms (idle ${fmt(idle.httpP99Ms, 1)} ms)`,
+      pass: trickle.http.p99Ms <= idle.httpP99Ms + 5,
+    },
+    {
+      goal: "last-decile step time ≤ 1.2 × first-decile",
+      measured:
+        trickle.firstDecileStepMs === null || trickle.lastDecileStepMs === null
+          ? "not enough steps"
+          : `${fmt(trickle.lastDecileStepMs, 1)} ms vs ${fmt(trickle.firstDecileStepMs, 1)} ms (${fmt(trickle.lastDecileStepMs / trickle.firstDecileStepMs, 2)}×)`,
+      pass:
+        trickle.firstDecileStepMs === null || trickle.lastDecileStepMs === null
+          ? false
+          : trickle.lastDecileStepMs <= 1.2 * trickle.firstDecileStepMs,
+    },
+    {
+      goal: "peak RSS ≤ 200 MB (at --scale large)",
+      measured: trickle.rssMb === null ? "not measured" : `${fmt(trickle.rssMb, 0)} MB`,
+      pass: trickle.rssMb === null ? false : input.scale === "large" ? trickle.rssMb <= 200 : null,
+    },
+  ];
+  return goals;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Output
+
+export function fmt(value: number | null | undefined, digits: number): string {
+  if (value === null || value === undefined || !Number.isFinite(value)) return "–";
+  return value.toFixed(digits);
+}
+
+export interface TableRow {
+  readonly name: string;
+  readonly figures: ScenarioFigures;
+  /** Total time relative to oneShot; null for the idle row. */
+  readonly ratio: number | null;
+  readonly idle?: boolean;
+}
+
+/** One markdown row per scenario (idle first). */
+export function markdownTable(rows: readonly TableRow[]): string {
+  const header = [
+    "scenario",
+    "total s",
+    "× oneShot",
+    "steps",
+    "step ms p50 / p95 / p99 / max",
+    "ingest ms p50 / p99 / max",
+    "busy",
+    "healthz ms p50 / p99 / max",
+    "RSS MB",
+    "step ms 1st → last decile",
+  ];
+  const lines = [
+    `| ${header.join(" | ")} |`,
+    `|${header.map((_h, i) => (i === 0 ? "---" : "---:")).join("|")}|`,
+  ];
+  for (const { name, figures: f, ratio, idle } of rows) {
+    const steps = idle
+      ? ["–", "–", "–"]
+      : [fmt(f.totalMs / 1000, 2), ratio === null ? "–" : `${fmt(ratio, 2)}×`, String(f.steps)];
+    lines.push(
+      `| ${[
+        name,
+        ...steps,
+        idle
+          ? "–"
+          : `${fmt(f.stepMs.p50, 1)} / ${fmt(f.stepMs.p95, 1)} / ${fmt(f.stepMs.p99, 1)} / ${fmt(f.stepMs.max, 1)}`,
+        `${fmt(f.ingest.p50Ms, 1)} / ${fmt(f.ingest.p99Ms, 1)} / ${fmt(f.ingest.maxMs, 1)}`,
+        `${f.ingest.busyErrors} / ${f.ingest.count}`,
+        `${fmt(f.http.p50Ms, 1)} / ${fmt(f.http.p99Ms, 1)} / ${fmt(f.http.maxMs, 1)}`,
+        fmt(f.rssMb, 0),
+        f.firstDecileStepMs === null ? "–" : `${fmt(f.firstDecileStepMs, 1)} → ${fmt(f.lastDecileStepMs, 1)}`,
+      ].join(" | ")} |`,
+    );
+  }
+  return lines.join("\n");
+}
+
+export function goalsTable(goals: readonly Goal[]): string {
+  const lines = ["| goal (trickle) | measured | result |", "|---|---|---|"];
+  for (const g of goals) {
+    lines.push(
+      `| ${g.goal} | ${g.measured} | ${g.pass === null ? "n/a (seed scale)" : g.pass ? "PASS" : "FAIL"} |`,
+    );
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,172 @@
+/**
+ * The Cloudflare Workers handlers, built by `createWorker(available)`. The entry (src/worker.ts) only exports
+ * `createWorker()` as its default: workerd treats every named export of the main module as an entrypoint, so
+ * the factory and its constants live here, where test entries (test/edge/fixtures/) can import them too.
+ *
+ * - The database is remote libSQL over HTTP (`@libsql/client/web`): Turso, sqld, or any server speaking Hrana.
+ *   Each step is one `client.batch(…, "write")`, i.e. one HTTP round trip that holds the write lock only while
+ *   the server runs it.
+ * - One service per isolate, created on the first event from the isolate's `env` (bindings do not exist at
+ *   module load, and workerd forbids random values and timers outside a handler). The cron isolate and the
+ *   isolates serving requests are usually different ones, so each keeps its own snapshot cache: read routes
+ *   read `_async_migrations` at most once per `TRICKLE_SNAPSHOT_TTL_MS` per isolate.
+ * - `scheduled` (the cron trigger) runs ONE slice of at most `TRICKLE_SLICE_BUDGET_MS` under `ctx.waitUntil`.
+ *   Cron invocations on the paid plan may use 30 s of CPU for schedules under an hour (15 min for hourly or
+ *   slower ones); the default budget of 15 s of wall time stays well inside that, and a slice spends most of
+ *   its time waiting on the network. The free plan allows 10 ms of CPU per invocation: steps are I/O-bound,
+ *   but JSON and routing still cost CPU, so keep batches small there (`TRICKLE_STEP_TARGET_MS`) and expect
+ *   slices to be cut short.
+ * - The runner's lease outlives the slice (`TRICKLE_LEASE_TTL_MS`, default 3 × the budget), so overlapping
+ *   cron invocations, a second isolate, or a Node process ticking the same database are fenced off.
+ * - No timer loop: nothing ticks between cron invocations (a Worker only runs while it handles an event).
+ *   `/api/tick` (Bearer `CRON_SECRET`) runs one slice on demand as well.
+ *
+ * Nothing Node-only is reachable from here (design invariant 9): `wrangler deploy --dry-run` bundles it, and
+ * test/edge/bundle.test.ts checks the bundle.
+ */
+import type { ExecutionContext, Hono } from "hono";
+import { createApp } from "../app.ts";
+import { type Env, loadConfig } from "../config.ts";
+import { loadOperatorConfig } from "../engine/operator-config.ts";
+import type { SliceResult } from "../engine/runner.ts";
+import type { MigrationDefinition } from "../migrations/define.ts";
+import { BUILTIN_MIGRATIONS } from "../migrations/registry.ts";
+import { createService, type Service } from "../service.ts";
+import { openRemoteClient } from "./remote-client.ts";
+
+/** Slice budget of a cron invocation unless `TRICKLE_SLICE_BUDGET_MS` says otherwise, ms of wall time. */
+export const WORKER_SLICE_BUDGET_MS = 15_000;
+/** Lease lifetime unless `TRICKLE_LEASE_TTL_MS` says otherwise: a few slice budgets. */
+export const WORKER_LEASE_TTL_MS = 45_000;
+
+/** The Workers `ExecutionContext` (`waitUntil`, `passThroughOnException`), as Hono types it. */
+export type WorkerContext = ExecutionContext;
+
+/** The parts of the Workers `ScheduledController` this entry uses. */
+export interface WorkerScheduledController {
+  readonly cron: string;
+  readonly scheduledTime: number;
+}
+
+/** Bindings: `[vars]` from wrangler.toml and secrets (`wrangler secret put`). Only strings are read. */
+export type WorkerEnv = Readonly<Record<string, unknown>>;
+
+export interface WorkerHandlers {
+  fetch(request: Request, env: WorkerEnv, ctx: WorkerContext): Promise<Response>;
+  scheduled(controller: WorkerScheduledController, env: WorkerEnv, ctx: WorkerContext): Promise<void>;
+}
+
+/**
+ * Builds the handlers. `available` is the catalogue `TRICKLE_MIGRATIONS` picks from (default: the built-in
+ * migrations); a test entry passes its own.
+ */
+export function createWorker(available: readonly MigrationDefinition[] = BUILTIN_MIGRATIONS): WorkerHandlers {
+  let isolate: IsolateService | undefined;
+
+  /** The isolate's service; a configuration error is thrown again on every event until it is fixed. */
+  function serviceFor(env: WorkerEnv): IsolateService {
+    isolate ??= buildService(env, available);
+    return isolate;
+  }
+
+  return {
+    async fetch(request, env, ctx) {
+      let current: IsolateService;
+      try {
+        current = serviceFor(env);
+      } catch (error) {
+        return misconfigured(error);
+      }
+      return current.app.fetch(request, env, ctx);
+    },
+
+    async scheduled(controller, env, ctx) {
+      const current = serviceFor(env);
+      const work = runSliceAndPublish(current.service).then((result) => logSlice(controller, result));
+      // waitUntil keeps the invocation alive until the slice has released its lease; awaiting the same promise
+      // makes a failed slice show up as a failed cron event.
+      ctx.waitUntil(work);
+      await work;
+      // Lifecycle webhooks are sent in the background; keep the invocation alive until they are delivered.
+      ctx.waitUntil(current.service.hooksIdle());
+    },
+  };
+}
+
+/** What one isolate keeps between events. */
+interface IsolateService {
+  readonly service: Service;
+  /** The app the Worker serves: the service's parts, with a tick that suits Workers (see `buildService`). */
+  readonly app: Hono;
+}
+
+function buildService(env: WorkerEnv, available: readonly MigrationDefinition[]): IsolateService {
+  const vars = withWorkerDefaults(stringBindings(env));
+  const config = loadConfig(vars, available);
+  const client = openRemoteClient(config.databaseUrl, config.databaseAuthToken, "Cloudflare Workers");
+  const service = createService({ client, config, operator: loadOperatorConfig(vars) });
+  // Nothing may run outside an event: workerd drops the timers and I/O a finished event left behind, so a read
+  // the publisher started from an event listener as an invocation ended would never settle, and every later
+  // refresh would wait on it. Snapshots are published by `runSliceAndPublish` instead, inside the event; the
+  // publisher's recorder still keeps the step history the snapshots show.
+  service.publisher.stop();
+  service.runner.on((event) => {
+    if (event.type === "step") service.publisher.recorder.record(event);
+  });
+  // The service's own app ticks through its scheduler, which shares one AbortSignal among all its slices and
+  // lets a tick join a slice already in flight. Neither works across Workers events: workerd refuses to let one
+  // event touch a signal (or await I/O) another event created ("Cannot perform I/O on behalf of a different
+  // request"). So `/api/tick` here runs a slice of its own in its own request, like the cron handler; a tick
+  // that overlaps another slice in the same isolate takes the lease over with a new epoch and the fence stops
+  // the older slice.
+  const app = createApp({
+    config: {
+      adminToken: config.adminToken,
+      cronSecret: config.cronSecret,
+      sliceBudgetMs: config.tuning.sliceBudgetMs,
+    },
+    snapshots: service.snapshots,
+    controls: service.controls,
+    tick: (budgetMs) => runSliceAndPublish(service, budgetMs),
+  });
+  return { service, app };
+}
+
+/** One slice, then one state read inside the same event so the isolate's read routes show what it did. */
+async function runSliceAndPublish(service: Service, budgetMs?: number): Promise<SliceResult> {
+  const result = await service.runner.runSlice(budgetMs);
+  service.snapshots.invalidate();
+  await service.snapshots.get();
+  return result;
+}
+
+/** A one-line summary per cron invocation that did something (never per step). */
+function logSlice(controller: WorkerScheduledController, result: SliceResult): void {
+  if (result.steps > 0 || result.outcomes.some((o) => o.outcome === "failed")) {
+    const outcomes = result.outcomes.map((o) => `${o.name}=${o.outcome}`).join(" ");
+    console.log(`trickle: cron ${controller.cron}: ${result.steps} steps, ${result.rows} rows; ${outcomes}`);
+  }
+}
+
+function stringBindings(env: WorkerEnv): Env {
+  const vars: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) if (typeof value === "string") vars[name] = value;
+  return vars;
+}
+
+/** The Worker's own defaults for the slice budget and lease, where the bindings leave them unset. */
+function withWorkerDefaults(vars: Env): Env {
+  const unset = (name: string) => (vars[name] ?? "").trim() === "";
+  return {
+    ...vars,
+    ...(unset("TRICKLE_SLICE_BUDGET_MS") ? { TRICKLE_SLICE_BUDGET_MS: String(WORKER_SLICE_BUDGET_MS) } : {}),
+    ...(unset("TRICKLE_LEASE_TTL_MS") ? { TRICKLE_LEASE_TTL_MS: String(WORKER_LEASE_TTL_MS) } : {}),
+  };
+}
+
+function misconfigured(error: unknown): Response {
+  // Configuration messages name the variable and never repeat a secret or the database URL.
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`trickle: cannot start: ${message}`);
+  return Response.json({ error: `trickle is misconfigured: ${message}` }, { status: 500 });
+}

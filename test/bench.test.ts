@@ -1,0 +1,187 @@
+/**
+ * The benchmark harness (`npm run bench`): a tiny end-to-end run — real database file, the real service as a
+ * child process, the ingest and prober children — proving it writes the JSON of issue 5 and a chart, plus the
+ * pure figures it is built from. No assertion here is about how fast anything is.
+ */
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { z } from "zod";
+import { parseBenchArgs } from "../bench/main.ts";
+import { REPO } from "../bench/procs.ts";
+import {
+  decileStepMs,
+  evaluateGoals,
+  percentile,
+  percentiles,
+  type ScenarioFigures,
+} from "../bench/stats.ts";
+
+const number = z.number().finite();
+const nullableNumber = number.nullable();
+const Scenario = z.strictObject({
+  totalMs: number.positive(),
+  steps: z.number().int().positive(),
+  stepMs: z.strictObject({ p50: number, p95: number, p99: number, max: number }),
+  ingest: z.strictObject({
+    count: z.number().int(),
+    p50Ms: number,
+    p99Ms: number,
+    maxMs: number,
+    busyErrors: z.number().int().min(0),
+  }),
+  http: z.strictObject({ p50Ms: number, p99Ms: number, maxMs: number }),
+  rssMb: nullableNumber,
+  firstDecileStepMs: nullableNumber,
+  lastDecileStepMs: nullableNumber,
+});
+const Report = z.object({
+  dataset: z.object({
+    transmissions: z.literal(1500),
+    observations: z.literal(12_000),
+    bytes: number.positive(),
+  }),
+  machine: z.object({
+    cpus: z.number().int().positive(),
+    model: z.string(),
+    memGb: number.positive(),
+    node: z.string().startsWith("v"),
+    platform: z.string(),
+    loadavg: z.array(number).length(3),
+  }),
+  idle: z.strictObject({ httpP99Ms: number, ingestP99Ms: number }),
+  scenarios: z.strictObject({ oneShot: Scenario, fixedBatch: Scenario, trickle: Scenario }),
+  ratios: z.strictObject({
+    trickleTotalVsOneShot: number.positive(),
+    fixedBatchTotalVsOneShot: number.positive(),
+  }),
+  goals: z
+    .array(z.object({ goal: z.string(), measured: z.string(), pass: z.boolean().nullable() }))
+    .length(8),
+  notes: z.array(z.string()),
+  config: z.object({ idle: Scenario.omit({ totalMs: true, steps: true }).passthrough() }),
+});
+
+describe("npm run bench (tiny end-to-end run)", () => {
+  const dir = mkdtempSync(join(tmpdir(), "trickle-bench-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("measures idle, oneShot, fixedBatch and trickle on the same data and writes the JSON and the chart", () => {
+    const json = join(dir, "out.json");
+    const chart = join(dir, "chart.svg");
+    const run = spawnSync(
+      join(REPO, "node_modules", ".bin", "tsx"),
+      [
+        "bench/main.ts",
+        ...["--transmissions", "1500", "--observations", "12000", "--cache-dir", join(dir, "cache")],
+        ...["--json", json, "--chart", chart, "--idle-seconds", "1", "--warmup-ms", "300"],
+        ...["--cooldown-ms", "200", "--repeat", "1", "--ingest-rate", "50"],
+      ],
+      { cwd: REPO, encoding: "utf8", timeout: 55_000 },
+    );
+    expect(run.status, `stderr:\n${run.stderr}\nstdout:\n${run.stdout}`).toBe(0);
+
+    const report = Report.parse(JSON.parse(readFileSync(json, "utf8")));
+    const { oneShot, fixedBatch, trickle } = report.scenarios;
+    // The one-shot statement is one step; the loop and trickle need several for 1,350 rows to backfill.
+    expect(oneShot.steps).toBe(1);
+    expect(oneShot.stepMs.max).toBeCloseTo(oneShot.totalMs, -1);
+    expect(fixedBatch.steps).toBeGreaterThanOrEqual(2); // one batch and the empty one that ends the loop
+    expect(trickle.steps).toBeGreaterThanOrEqual(2); // its first step is small
+    // The load ran: ingest messages were written and the prober got answers from the service.
+    expect(report.config.idle.ingest.count).toBeGreaterThan(0);
+    expect(report.idle.httpP99Ms).toBeGreaterThan(0);
+    expect(report.ratios.trickleTotalVsOneShot).toBeCloseTo(trickle.totalMs / oneShot.totalMs, 2);
+    // Every backfill did its job (the harness reports leftovers as notes).
+    expect(report.notes.filter((n) => n.includes("still need the backfill"))).toEqual([]);
+
+    expect(run.stdout).toContain("| scenario | total s |");
+    expect(run.stdout).toMatch(/\| total ≤ 1\.25 × oneShot \| .* \| (PASS|FAIL) \|/);
+    const svg = readFileSync(chart, "utf8");
+    expect(svg.startsWith("<svg")).toBe(true);
+    for (const name of ["idle", "oneShot", "fixedBatch", "trickle"])
+      expect(svg).toContain(`>${name}</tspan>`);
+    expect(svg).toContain("GET /api/healthz latency");
+  });
+});
+
+describe("bench figures", () => {
+  it("takes nearest-rank percentiles", () => {
+    const values = Array.from({ length: 100 }, (_, i) => 100 - i); // 100..1, unsorted
+    expect(percentile(values, 0.5)).toBe(50);
+    expect(percentile(values, 0.99)).toBe(99);
+    expect(percentiles(values)).toEqual({ p50: 50, p95: 95, p99: 99, max: 100 });
+    expect(percentiles([])).toEqual({ p50: 0, p95: 0, p99: 0, max: 0 });
+  });
+
+  it("compares what a step costs at both ends of the key range, not the ramp-up with full steps", () => {
+    // 1 ms per row everywhere, but small steps first: the cost per step of mean size is the same at both ends.
+    const sizes = [100, 200, 400, 800, 1000, 1000, 1000, 1000, 1000, 1000, 500];
+    let done = 0;
+    const steps = sizes.map((rows, i) => {
+      done += rows;
+      return { endAt: i, ms: rows * 0.01, rows, rowsProcessed: done };
+    });
+    const even = decileStepMs(steps, done);
+    expect(even.first).toBeCloseTo(even.last!, 2);
+    expect(even.firstRaw!).toBeLessThan(even.lastRaw!);
+    // Twice the cost per row at the end (an O(table) rescan would look like this) shows as 2×.
+    const slower = steps.map((s) => (s.rowsProcessed > 0.9 * done ? { ...s, ms: s.ms * 2 } : s));
+    const d = decileStepMs(slower, done);
+    expect(d.last! / d.first!).toBeCloseTo(2, 2);
+    expect(decileStepMs(steps.slice(0, 1), done).first).toBeNull();
+  });
+
+  it("judges the goals against the one-shot total, the step target and the idle baseline", () => {
+    const figures = (patch: Partial<ScenarioFigures>): ScenarioFigures => ({
+      totalMs: 1000,
+      steps: 20,
+      stepMs: { p50: 50, p95: 60, p99: 70, max: 140 },
+      ingest: { count: 100, p50Ms: 1, p99Ms: 60, maxMs: 80, busyErrors: 0 },
+      http: { p50Ms: 1, p99Ms: 6, maxMs: 9 },
+      rssMb: 150,
+      firstDecileStepMs: 50,
+      lastDecileStepMs: 55,
+      ...patch,
+    });
+    const idle = { httpP99Ms: 2, ingestP99Ms: 5 };
+    const base = { oneShot: figures({ totalMs: 900, steps: 1 }), idle, stepTargetMs: 50 } as const;
+    const passing = evaluateGoals({ ...base, trickle: figures({}), scale: "large" });
+    expect(passing.map((g) => g.pass)).toEqual([true, true, true, true, true, true, true, true]);
+    const failing = evaluateGoals({
+      ...base,
+      trickle: figures({
+        totalMs: 1200,
+        stepMs: { p50: 50, p95: 60, p99: 80, max: 160 },
+        ingest: { count: 100, p50Ms: 1, p99Ms: 76, maxMs: 80, busyErrors: 1 },
+        http: { p50Ms: 1, p99Ms: 7.5, maxMs: 9 },
+        lastDecileStepMs: 61,
+        rssMb: 201,
+      }),
+      scale: "large",
+    });
+    expect(failing.map((g) => g.pass)).toEqual([false, false, false, false, false, false, false, false]);
+    // The RSS goal is defined at --scale large only.
+    expect(evaluateGoals({ ...base, trickle: figures({}), scale: "seed" }).at(-1)?.pass).toBeNull();
+  });
+
+  it("rejects bad options with a message naming the option", () => {
+    expect(() => parseBenchArgs(["--scale", "huge"])).toThrow(/--scale must be "seed" or "large"/);
+    expect(() => parseBenchArgs(["--transmissions", "1e5"])).toThrow(
+      /--transmissions must be a whole number/,
+    );
+    expect(() => parseBenchArgs(["--ingest-rate", "0"])).toThrow(/--ingest-rate must be at least 1/);
+    expect(() => parseBenchArgs(["--legacy-fraction", "2"])).toThrow(/--legacy-fraction/);
+    expect(() => parseBenchArgs(["--bogus"])).toThrow(/bogus/);
+    const large = parseBenchArgs(["--scale", "large"]);
+    expect(large).toMatchObject({
+      scale: "large",
+      transmissions: 1_000_000,
+      observations: 20_000_000,
+      repeat: 1,
+    });
+    expect(parseBenchArgs([])).toMatchObject({ scale: "seed", transmissions: 71_000, repeat: 3 });
+  });
+});

@@ -1,0 +1,353 @@
+/**
+ * Honest ETA, stuck detection, verification: the effective rate counts wall time (gaps, throttles, holds); the
+ * ETA band is p10–p90 of the effective rates of recent intervals (the runner records a point per slice); `stuck`
+ * means running without cursor progress for TRICKLE_STUCK_AFTER_MS; `verifiedAt`/`residual` are recorded at the
+ * end of every run. All of it shows in the API, `trickle status`, the status page and the banner.
+ */
+import { spawn } from "node:child_process";
+import { afterEach, describe, expect, it } from "vitest";
+import { loadConfig } from "../../src/config.ts";
+import { loadOperatorConfig } from "../../src/engine/operator-config.ts";
+import { Runner } from "../../src/engine/runner.ts";
+import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
+import { computeProgress, type ProgressInput } from "../../src/progress/rate.ts";
+import { buildSnapshot, type MigrationInfo } from "../../src/progress/snapshot.ts";
+import { createService, type Service } from "../../src/service.ts";
+import { STATUS_PAGE_HTML } from "../../src/ui/status-page.ts";
+import { WARMUP_BANNER_JS } from "../../src/ui/warmup-banner.ts";
+import { createCoreScopeSchema, insertCoreScopeRows, type TempDb, tempDb } from "../helpers/db.ts";
+import {
+  counterMigration,
+  createCounterTable,
+  FakeClock,
+  legacyTransmissions,
+  recordingClient,
+  sqlOf,
+} from "../helpers/engine.ts";
+import { type FakeElement, runScript } from "./fake-dom.ts";
+
+let db: TempDb | undefined;
+let service: Service | undefined;
+afterEach(async () => {
+  await service?.stop();
+  service = undefined;
+  db?.cleanup();
+  db = undefined;
+});
+
+const T0 = Date.UTC(2030, 0, 1, 12, 0, 0);
+const iso = (ms: number) => new Date(ms).toISOString();
+
+function running(overrides: Partial<ProgressInput>): ProgressInput {
+  return {
+    status: "running",
+    rowsProcessed: 600n,
+    rowsTotal: 1000n,
+    startedAt: iso(T0),
+    endedAt: null,
+    busyMs: 10_000,
+    ...overrides,
+  };
+}
+
+describe("ETA band", () => {
+  it("is p10–p90 of the window's effective rates, and contains the point estimate", () => {
+    // Intervals of 10 s at 10, 20, 10 and 20 rows/s; 400 rows left.
+    const rateWindow: [number, number][] = [
+      [T0, 0],
+      [T0 + 10_000, 100],
+      [T0 + 20_000, 300],
+      [T0 + 30_000, 400],
+      [T0 + 40_000, 600],
+    ];
+    const p = computeProgress(running({ rateWindow }), T0 + 40_000);
+    expect(p.rate).toBeCloseTo(15, 9); // 600 rows over 40 s of wall time
+    expect(p.etaSeconds).toBeCloseTo(400 / 15, 6);
+    expect(p.etaLowSeconds).toBeCloseTo(20, 6); // 400 rows at the p90 rate, 20/s
+    expect(p.etaHighSeconds).toBeCloseTo(40, 6); // at the p10 rate, 10/s
+  });
+
+  it("counts the gaps: an interval without progress (a hold) leaves the slow end unbounded", () => {
+    const rateWindow: [number, number][] = [
+      [T0, 0],
+      [T0 + 10_000, 200],
+      [T0 + 20_000, 400],
+      [T0 + 80_000, 400], // a minute-long hold
+      [T0 + 90_000, 600],
+    ];
+    const p = computeProgress(running({ rateWindow }), T0 + 90_000);
+    expect(p.rate).toBeCloseTo(600 / 90, 9); // the hold counts in the effective rate
+    expect(p.etaLowSeconds).toBeCloseTo(20, 6);
+    expect(p.etaHighSeconds).toBeNull();
+  });
+
+  it("has no band before three intervals, and the open interval up to now counts once it is a second long", () => {
+    const twoIntervals: [number, number][] = [
+      [T0, 0],
+      [T0 + 10_000, 100],
+      [T0 + 20_000, 300],
+    ];
+    expect(computeProgress(running({ rateWindow: twoIntervals }), T0 + 20_500).etaLowSeconds).toBeNull();
+    const withOpen = computeProgress(running({ rateWindow: twoIntervals, rowsProcessed: 400n }), T0 + 30_000);
+    expect(withOpen.etaLowSeconds).not.toBeNull();
+  });
+
+  it("counts quarantined rows as covered", () => {
+    const p = computeProgress(running({ rowsProcessed: 590n, quarantined: 10n }), T0 + 40_000);
+    expect(p.percent).toBeCloseTo(60, 9);
+    expect(p.rate).toBeCloseTo(15, 9);
+  });
+});
+
+describe("stuck", () => {
+  it("is a running migration whose cursor has not moved for the threshold, unless it is throttled", () => {
+    const now = T0 + 3_600_000;
+    const old = running({ progressAt: iso(now - 11 * 60_000) });
+    expect(computeProgress(old, now).stuck).toBe(true); // default 10 min
+    expect(computeProgress(old, now, { stuckAfterMs: 20 * 60_000 }).stuck).toBe(false);
+    expect(computeProgress(running({ progressAt: iso(now - 60_000) }), now).stuck).toBe(false);
+    expect(computeProgress({ ...old, throttledUntil: iso(now + 60_000) }, now).stuck).toBe(false);
+    expect(computeProgress({ ...old, status: "paused" }, now).stuck).toBe(false);
+    // Rows written before progress_at existed fall back to last_update_at.
+    expect(computeProgress(running({ lastUpdateAt: iso(now - 11 * 60_000) }), now).stuck).toBe(true);
+  });
+
+  it("shows as stuck: true in the API and STUCK in trickle status", async () => {
+    db = tempDb();
+    const client = db.open();
+    await createCoreScopeSchema(client);
+    await insertCoreScopeRows(client, legacyTransmissions(100));
+    service = createService({
+      client,
+      config: loadConfig({ ADMIN_TOKEN: "admin-token-0123456789", TRICKLE_SNAPSHOT_TTL_MS: "0" }),
+      operator: loadOperatorConfig({ TRICKLE_STUCK_AFTER_MS: "60000" }),
+      log: () => {},
+    });
+    await service.runner.init();
+    const hourAgo = iso(Date.now() - 3_600_000);
+    await client.execute({
+      sql: "UPDATE _async_migrations SET status = 'running', started_at = ?, progress_at = ?, rows_total = 100 WHERE name = ?",
+      args: [hourAgo, hourAgo, txLastSeenBackfillV1.name],
+    });
+    const auth = { authorization: "Bearer admin-token-0123456789" };
+    const detail = (await (
+      await service.app.request(`/api/migrations/${txLastSeenBackfillV1.name}`, { headers: auth })
+    ).json()) as {
+      migration: MigrationInfo;
+    };
+    expect(detail.migration).toMatchObject({ stuck: true, progressAt: hourAgo });
+    const health = (await (await service.app.request("/api/healthz")).json()) as {
+      async_migrations: MigrationInfo[];
+    };
+    expect(health.async_migrations[0]?.stuck).toBe(true);
+    const metrics = await (await service.app.request("/metrics")).text();
+    expect(metrics).toContain(`trickle_migration_stuck{migration="${txLastSeenBackfillV1.name}"} 1`);
+    await service.stop();
+    service = undefined;
+    const status = await cli(["status"], { DATABASE_URL: db.url, TRICKLE_STUCK_AFTER_MS: "60000" });
+    expect(status.stdout).toMatch(/STUCK: the cursor has not moved since .* \(threshold 1m00s\)/);
+  });
+});
+
+describe("the runner's window", () => {
+  it("records a point per slice over wall time, so a running migration gets a band", async () => {
+    db = tempDb();
+    const client = db.open();
+    await createCounterTable(
+      client,
+      Array.from({ length: 3000 }, (_, i) => BigInt(i + 1)),
+    );
+    let wall = T0;
+    const clock = new FakeClock();
+    const recording = recordingClient(client, {
+      beforeBatch: (statements) => {
+        if (statements.some((s) => sqlOf(s).startsWith("INSERT INTO _async_migrations_fence")))
+          clock.advance(10);
+      },
+    });
+    const runner = new Runner({
+      client: recording.client,
+      migrations: [counterMigration({ name: "counter_v1", filter: "done = 0", set: "n = n + 1, done = 1" })],
+      tuning: { initialBatch: 50, maxBatch: 50, yieldMs: 0 },
+      clock,
+      wallClock: () => wall,
+    });
+    // Five slices of 100 ms of work, one every 5 s of wall time, with uneven gaps.
+    for (const gap of [5_000, 5_000, 8_000, 5_000, 12_000]) {
+      await runner.runSlice(100);
+      wall += gap;
+    }
+    await runner.runSlice(100);
+    const row = await runner.store.get("counter_v1");
+    // The run's start, then one point per slice — except the first, which ended within a second of the start.
+    expect(row?.rateWindow?.map(([t]) => t - T0)).toEqual([0, 5_000, 10_000, 18_000, 23_000, 35_000]);
+    expect(row?.rateWindow?.[0]).toEqual([T0, 0]);
+    const info = buildSnapshot([row!], { names: ["counter_v1"], takenAt: wall + 500 }).migrations[0]!;
+    expect(info.status).toBe("running");
+    expect(info.etaLowSeconds).not.toBeNull();
+    expect(info.etaHighSeconds).not.toBeNull();
+    expect(info.etaLowSeconds!).toBeLessThanOrEqual(info.etaSeconds!);
+    expect(info.etaHighSeconds!).toBeGreaterThanOrEqual(info.etaSeconds!);
+    expect(info.etaHighSeconds!).toBeGreaterThan(info.etaLowSeconds!); // the gaps were uneven
+  });
+});
+
+describe("verification is recorded and shown", () => {
+  it("sets verifiedAt and residual at the end of the run; the API and trickle status show them", async () => {
+    db = tempDb();
+    const client = db.open();
+    await createCoreScopeSchema(client);
+    await insertCoreScopeRows(client, legacyTransmissions(300));
+    service = createService({
+      client,
+      config: loadConfig({ ADMIN_TOKEN: "admin-token-0123456789", TRICKLE_SNAPSHOT_TTL_MS: "0" }),
+      log: () => {},
+    });
+    await service.runner.init();
+    while ((await service.runner.store.get(txLastSeenBackfillV1.name))?.status !== "done")
+      await service.tick(2000);
+    const perf = (await (await service.app.request("/api/perf")).json()) as {
+      asyncMigrations: MigrationInfo[];
+    };
+    expect(perf.asyncMigrations[0]).toMatchObject({ status: "done", residual: 0, quarantined: 0 });
+    expect(perf.asyncMigrations[0]?.verifiedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+    await service.stop();
+    service = undefined;
+    const json = await cli(["status", "--json"], { DATABASE_URL: db.url });
+    expect(JSON.parse(json.stdout)[0]).toMatchObject({
+      residual: 0,
+      verifiedAt: perf.asyncMigrations[0]?.verifiedAt,
+    });
+    const human = await cli(["status"], { DATABASE_URL: db.url });
+    expect(human.stdout).toMatch(/verified: \d{4}-.*, 0 rows still needing work/);
+  });
+  it("records verifiedAt and the residual count of a run that fails verification after its passes", async () => {
+    db = tempDb();
+    const client = db.open();
+    await createCounterTable(
+      client,
+      Array.from({ length: 50 }, (_, i) => BigInt(i + 1)),
+    );
+    const runner = new Runner({
+      client,
+      // The step never clears the verify condition: every pass finds all 50 rows again.
+      migrations: [counterMigration({ name: "never_v1", filter: "done = 0", verify: "done = 0" })],
+      clock: new FakeClock(),
+    });
+    await runner.runUntilDone();
+    const row = await runner.store.get("never_v1");
+    expect(row).toMatchObject({ status: "failed", residual: 50n });
+    expect(row?.verifiedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+    const info = buildSnapshot([row!], { names: ["never_v1"], takenAt: Date.now() }).migrations[0];
+    expect(info).toMatchObject({ residual: 50, verifiedAt: row?.verifiedAt });
+  });
+});
+
+describe("status page and banner show the band", () => {
+  const item = (overrides: Partial<MigrationInfo>): MigrationInfo => ({
+    name: "tx_last_seen_backfill_v1",
+    status: "running",
+    rowsProcessed: 600,
+    rowsTotal: 1000,
+    rate: 15,
+    etaSeconds: 240,
+    elapsedSeconds: 40,
+    errorMessage: null,
+    startedAt: iso(T0),
+    endedAt: null,
+    lastUpdateAt: iso(T0),
+    percent: 60,
+    busyRate: 100,
+    reason: null,
+    batchSize: 100,
+    leaseOwner: null,
+    pass: 1,
+    steps: 6,
+    etaLowSeconds: 180,
+    etaHighSeconds: 300,
+    stuck: false,
+    progressAt: iso(T0),
+    quarantined: 3,
+    verifiedAt: null,
+    residual: null,
+    throttle: null,
+    ...overrides,
+  });
+  const health = (items: MigrationInfo[]) => ({
+    ready: true,
+    status: "migrating",
+    async_migrations: items,
+    async_migrations_running: true,
+    snapshot_age_ms: 0,
+  });
+
+  it("the banner says `ETA 3m–5m`", async () => {
+    const { document } = await runScript(WARMUP_BANNER_JS, { "/api/healthz": health([item({})]) });
+    const lines = [...document.body.all()].filter((e) => e.tagName === "SPAN").map((e) => e.textContent);
+    expect(lines).toEqual(["Migration tx_last_seen_backfill_v1: 600 / 1000 rows (60.0%, ETA 3m\u20135m)"]);
+    const single = await runScript(WARMUP_BANNER_JS, {
+      "/api/healthz": health([item({ etaLowSeconds: null, etaHighSeconds: null })]),
+    });
+    const text = [...single.document.body.all()].find((e) => e.tagName === "SPAN")?.textContent;
+    expect(text).toBe("Migration tx_last_seen_backfill_v1: 600 / 1000 rows (60.0%, ETA 4m 0s)");
+  });
+
+  it("the status page shows the band, the stuck flag, the throttle and the quarantined rows", async () => {
+    const script = /<script>([\s\S]*?)<\/script>/.exec(STATUS_PAGE_HTML)?.[1] ?? "";
+    const until = iso(T0 + 600_000);
+    const stuck = item({ name: "b_v1", stuck: true, etaLowSeconds: null, etaHighSeconds: null });
+    const held = item({ name: "c_v1", throttle: { reason: "quiet hours 01:00-05:00 UTC", until } });
+    const perf = { asyncMigrations: [item({}), stuck, held] };
+    const { byId } = await runScript(
+      script,
+      { "/api/perf": perf, "/api/healthz": health(perf.asyncMigrations) },
+      { ids: ["migrations", "overall", "alert", "updated", "live", "refresh"] },
+    );
+    const cards = byId.get("migrations")!.children;
+    expect(cards.map((c) => c.dataset.name)).toEqual(["tx_last_seen_backfill_v1", "b_v1", "c_v1"]);
+    const field = (card: FakeElement, name: string) =>
+      [...card.all()].find((e) => e.dataset.field === name)?.children[1];
+    const flag = (card: FakeElement, name: string) => [...card.all()].find((e) => e.dataset.flag === name);
+    expect(field(cards[0]!, "eta")?.textContent).toBe("3 min\u20135 min");
+    expect(field(cards[0]!, "quarantined")?.textContent).toBe("3 rows");
+    expect(flag(cards[0]!, "stuck")?.hidden).toBe(true);
+    expect(flag(cards[1]!, "stuck")?.hidden).toBe(false);
+    expect(cards[1]!.dataset.stuck).toBe("true");
+    expect(cards[1]!.querySelector(".note")?.textContent).toMatch(/^No progress since /);
+    expect(flag(cards[2]!, "throttled")?.hidden).toBe(false);
+    expect(cards[2]!.querySelector(".note")?.textContent).toMatch(
+      /^Throttled until .*: quiet hours 01:00-05:00 UTC$/,
+    );
+  });
+
+  it("the status page finds its API under a prefix opened without the trailing slash", async () => {
+    const script = /<script>([\s\S]*?)<\/script>/.exec(STATUS_PAGE_HTML)?.[1] ?? "";
+    const perf = { asyncMigrations: [item({})] };
+    const { byId } = await runScript(
+      script,
+      { "/admin/trickle/api/perf": perf, "/admin/trickle/api/healthz": health(perf.asyncMigrations) },
+      { ids: ["migrations", "overall", "alert", "updated", "live", "refresh"], pathname: "/admin/trickle" },
+    );
+    // Without the fix, `api/perf` from /admin/trickle would resolve to /admin/api/perf and fail.
+    expect(byId.get("migrations")!.children.map((c) => c.dataset.name)).toEqual(["tx_last_seen_backfill_v1"]);
+    expect(byId.get("alert")!.hidden).toBe(true);
+  });
+});
+
+function cli(
+  args: string[],
+  env: Record<string, string>,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const base = Object.fromEntries(
+    Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
+  );
+  const child = spawn("node_modules/.bin/tsx", ["src/cli/main.ts", ...args], { env: { ...base, ...env } });
+  return new Promise((resolve, reject) => {
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
