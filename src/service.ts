@@ -5,11 +5,13 @@
  * Portable: no `node:*` imports. The Node entry does not use this (there the engine runs in a worker thread,
  * see src/node/server.ts) because the embedded libSQL client would run every step on the request thread.
  */
+
 import type { Client } from "@libsql/client";
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { ServiceConfig } from "./config.ts";
 import { MigrationControls } from "./engine/controls.ts";
+import { classifyError } from "./engine/errors.ts";
 import type { RunnerEvent } from "./engine/events.ts";
 import { type LifecycleEvent, onLifecycle, WebhookNotifier } from "./engine/hooks.ts";
 import { DEFAULT_OPERATOR_CONFIG, type OperatorConfig } from "./engine/operator-config.ts";
@@ -155,7 +157,14 @@ export function createService(options: ServiceOptions): Service {
     onLifecycle: (listener) => onLifecycle(runner, listener),
     hooksIdle: () => notifier?.idle() ?? Promise.resolve(),
     async start() {
-      await runner.init();
+      try {
+        await runner.init();
+      } catch (error) {
+        // Locked or unreachable (a remote database still starting): start anyway. /api/healthz answers 503 with
+        // the reason until the state can be read, and every slice retries init(). Static problems in a
+        // definition are deterministic and still stop the start.
+        if (classifyError(error).kind !== "transient") throw error;
+      }
       scheduler.start();
     },
     async stop() {

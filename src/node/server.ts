@@ -62,8 +62,14 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     const runner = new Runner({ client, migrations: config.migrations, tuning, throttle: operator.throttle });
     await retryTransient(() => runner.init(), START_UP_RETRY_MS);
   } catch (error) {
-    client.close();
-    throw error;
+    const classified = classifyError(error);
+    if (classified.kind !== "transient") {
+      client.close();
+      throw error;
+    }
+    // Still locked or unreachable (a remote database starting): serve anyway. /api/healthz answers 503 with the
+    // reason until the state can be read, and the engine worker retries init() every tick.
+    log(`trickle: database not reachable at start-up, serving 503 until it is: ${classified.message}`);
   }
 
   const names = config.migrations.map((m) => m.name);
@@ -319,8 +325,8 @@ class EngineWorker {
   }
 }
 
-/** How long start-up keeps retrying a locked or unreachable database before giving up. */
-const START_UP_RETRY_MS = 30_000;
+/** How long start-up retries a locked or unreachable database before serving without it (healthz 503). */
+const START_UP_RETRY_MS = 2_000;
 
 /**
  * Runs `operation`, retrying transient errors (a live application holding the write lock at start-up, a remote
