@@ -22,11 +22,8 @@ export type ScenarioName = (typeof SCENARIOS)[number];
 export type PhaseName = "idle" | ScenarioName;
 
 export const MIGRATION = "tx_last_seen_backfill_v1";
-/**
- * `TRICKLE_MIGRATIONS` naming no migration: the service then serves and runs nothing. (The configuration has
- * no "none" keyword; a list without names selects none.)
- */
-export const NO_MIGRATIONS = ",";
+/** `TRICKLE_MIGRATIONS` for the phases without trickle: the service then serves and runs nothing. */
+export const NO_MIGRATIONS = "none";
 
 export interface PhaseOptions {
   readonly dataset: Dataset;
