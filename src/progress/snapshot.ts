@@ -13,20 +13,12 @@
  */
 import type { RunnerEvent } from "../engine/events.ts";
 import type { RunnerMigrationState } from "../engine/runner.ts";
-import type { MigrationRow } from "../engine/state-store.ts";
+import { MIGRATION_STATUSES, type MigrationRow, type MigrationStatus } from "../engine/state-store.ts";
 import { computeProgress } from "./rate.ts";
 
 /** Statuses the service reports. Anything else found in the table (older versions, hand edits) is `unknown`. */
-export type ReportedStatus = "pending" | "running" | "paused" | "done" | "failed" | "cancelled" | "unknown";
-export const REPORTED_STATUSES: readonly ReportedStatus[] = [
-  "pending",
-  "running",
-  "paused",
-  "done",
-  "failed",
-  "cancelled",
-  "unknown",
-];
+export type ReportedStatus = MigrationStatus | "unknown";
+export const REPORTED_STATUSES: readonly ReportedStatus[] = [...MIGRATION_STATUSES, "unknown"];
 
 /** An exact integer for JSON: a number while it is safe, else its decimal text. */
 export type JsonInteger = number | string;
