@@ -273,6 +273,11 @@ export class MigrationPlan {
   async ensurePrerequisites(client: Client, store: StateStore, lease: Lease): Promise<void> {
     for (const p of this.migration.prerequisites) {
       if (await isSatisfied(client, p)) continue;
+      if (p.kind === "index" && client.protocol === "file") {
+        // libSQL is built with SQLITE_TEMP_STORE=2, so CREATE INDEX would sort every key of a large table in
+        // memory (tens of GB for 20M rows); spill the sort to temporary files. Best effort, connection-level.
+        await client.execute("PRAGMA temp_store = FILE").catch(() => undefined);
+      }
       try {
         await store.fenced(lease, [prerequisiteStatement(p)]);
       } catch (error) {

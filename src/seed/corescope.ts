@@ -413,6 +413,9 @@ async function bulkLoadPragmas(client: Client): Promise<() => Promise<void>> {
   for (const [name, value] of [
     ["synchronous", "OFF"],
     ["cache_size", "-65536"],
+    // libSQL is built with SQLITE_TEMP_STORE=2: without this, building the indexes of a large database sorts
+    // every key in memory; FILE spills the sort to temporary files.
+    ["temp_store", "1"],
   ] as const) {
     try {
       const before = (await client.execute(`PRAGMA ${name}`)).rows[0]?.[0];
