@@ -3,34 +3,16 @@
  * indexes, exact counts, determinism, the legacy fraction, orphans and all-zero rows, data shape, refusal of a
  * non-empty database. The library entry point is also used directly for progress and an existing schema.
  */
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import type { Client } from "@libsql/client";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { createCoreScopeSchema, seedCoreScope } from "../src/seed/corescope.ts";
+import { cli } from "./helpers/cli.ts";
 import { type TempDb, tempDb } from "./helpers/db.ts";
 
-interface CliResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
-}
+type CliResult = Awaited<ReturnType<typeof cli>>;
 
 /** Runs `trickle` as a child process with only the given database settings in its environment. */
-function cli(args: readonly string[], env: Record<string, string>): Promise<CliResult> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
-  );
-  return new Promise((resolve, reject) => {
-    const child = spawn("node_modules/.bin/tsx", ["src/cli/main.ts", ...args], { env: { ...base, ...env } });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const TX = 2000;
 const OBS = 30_000;

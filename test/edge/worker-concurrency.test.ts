@@ -11,8 +11,8 @@ import { Runner } from "../../src/engine/runner.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
 import { counterMigration, createCounterTable, rawStateRow } from "../helpers/engine.ts";
 import { type HranaServer, startHranaServer } from "../hrana/server.ts";
+import { decodePipeline, isStep, stepOwner } from "../hrana/wire.ts";
 import { stopAllChildren, tail } from "./helpers/child.ts";
-import { decodePipeline, isStep, stepOwner } from "./helpers/wire.ts";
 import { startWranglerDev, type WranglerDev } from "./helpers/wrangler.ts";
 
 const NAME = "edge_counter_v1";

@@ -19,7 +19,6 @@ import { seedCoreScope } from "../../src/seed/corescope.ts";
 import { lastSeenById, oneShotResult, type TempDb, tempDb } from "../helpers/db.ts";
 import { rawStateRow } from "../helpers/engine.ts";
 import { type HranaServer, startHranaServer } from "../hrana/server.ts";
-import { sleep, stopAllChildren, tail } from "./helpers/child.ts";
 import {
   allValues,
   decodePipeline,
@@ -27,7 +26,8 @@ import {
   isStep,
   type WireRequest,
   writesTable,
-} from "./helpers/wire.ts";
+} from "../hrana/wire.ts";
+import { sleep, stopAllChildren, tail } from "./helpers/child.ts";
 import { startWranglerDev, type WranglerDev } from "./helpers/wrangler.ts";
 
 const TX = "tx_last_seen_backfill_v1";

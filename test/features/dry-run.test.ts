@@ -4,7 +4,6 @@
  * changes nothing: the database file's bytes are the same afterwards, and so is every table (the state table is
  * not even created). Locally, over the remote (Hrana) path, through the control API and through the CLI.
  */
-import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type Client, createClient as createWebClient } from "@libsql/client/web";
@@ -16,6 +15,7 @@ import { obsHopCountV1 } from "../../src/migrations/builtin/obs-hop-count.ts";
 import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
 import { resolveMigration } from "../../src/migrations/define.ts";
 import { type Harness, startHarness, TX } from "../fixtures/server-harness.ts";
+import { cli } from "../helpers/cli.ts";
 import { createCoreScopeSchema, insertCoreScopeRows, type TempDb, tempDb } from "../helpers/db.ts";
 import { counterMigration, createCounterTable, FakeClock, legacyTransmissions } from "../helpers/engine.ts";
 import { type HranaServer, startHranaServer } from "../hrana/server.ts";
@@ -273,21 +273,3 @@ describe("control API and CLI", () => {
     expect(await contentChecksum(client)).toBe(before);
   });
 });
-
-function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
-  );
-  const child = spawn("node_modules/.bin/tsx", ["src/cli/main.ts", ...args], { env: { ...base, ...env } });
-  return new Promise((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}

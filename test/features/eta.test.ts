@@ -4,7 +4,6 @@
  * means running without cursor progress for TRICKLE_STUCK_AFTER_MS; `verifiedAt`/`residual` are recorded at the
  * end of every run. All of it shows in the API, `trickle status`, the status page and the banner.
  */
-import { spawn } from "node:child_process";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
 import { loadOperatorConfig } from "../../src/engine/operator-config.ts";
@@ -15,6 +14,7 @@ import { buildSnapshot, type MigrationInfo } from "../../src/progress/snapshot.t
 import { createService, type Service } from "../../src/service.ts";
 import { STATUS_PAGE_HTML } from "../../src/ui/status-page.ts";
 import { WARMUP_BANNER_JS } from "../../src/ui/warmup-banner.ts";
+import { cli } from "../helpers/cli.ts";
 import { createCoreScopeSchema, insertCoreScopeRows, type TempDb, tempDb } from "../helpers/db.ts";
 import {
   counterMigration,
@@ -333,21 +333,3 @@ describe("status page and banner show the band", () => {
     expect(byId.get("alert")!.hidden).toBe(true);
   });
 });
-
-function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
-  );
-  const child = spawn("node_modules/.bin/tsx", ["src/cli/main.ts", ...args], { env: { ...base, ...env } });
-  return new Promise((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}

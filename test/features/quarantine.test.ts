@@ -5,7 +5,6 @@
  * half of at least 50 step attempts failed; statement errors fail at once. Quarantined rows are listed and retried
  * (engine, control API and CLI), and verification does not re-sweep them.
  */
-import { spawn } from "node:child_process";
 import type { Client, InStatement } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
 import { MigrationControls } from "../../src/engine/controls.ts";
@@ -13,6 +12,7 @@ import { Runner } from "../../src/engine/runner.ts";
 import { resolveTuning, type Tuning } from "../../src/engine/tuning.ts";
 import type { MigrationDefinition } from "../../src/migrations/define.ts";
 import { type Harness, startHarness, TX } from "../fixtures/server-harness.ts";
+import { cli } from "../helpers/cli.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
 import {
   counterMigration,
@@ -308,21 +308,3 @@ describe("control API and CLI", () => {
     expect(bad.stderr).toMatch(/--keys needs --retry/);
   });
 });
-
-function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
-  );
-  const child = spawn("node_modules/.bin/tsx", ["src/cli/main.ts", ...args], { env: { ...base, ...env } });
-  return new Promise((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}

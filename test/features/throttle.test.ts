@@ -4,7 +4,6 @@
  * the lease) and shows in the snapshot, the control API and `trickle status`. Configuration errors name the
  * variable.
  */
-import { spawn } from "node:child_process";
 import type { Client, InStatement, Transaction } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadOperatorConfig } from "../../src/engine/operator-config.ts";
@@ -13,6 +12,7 @@ import { parsePolicy, parseQuietHours, quietWindowAt } from "../../src/engine/th
 import type { MigrationDefinition } from "../../src/migrations/define.ts";
 import { buildSnapshot } from "../../src/progress/snapshot.ts";
 import { type Harness, startHarness, TX } from "../fixtures/server-harness.ts";
+import { cli } from "../helpers/cli.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
 import {
   counterMigration,
@@ -312,21 +312,3 @@ describe("visible to operators", () => {
     expect(loadOperatorConfig({ TRICKLE_THROTTLE_BUSY_RATE: "0.3" }).throttle.busy).toEqual({ maxRate: 0.3 });
   });
 });
-
-function cli(
-  args: string[],
-  env: Record<string, string>,
-): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
-  );
-  const child = spawn("node_modules/.bin/tsx", ["src/cli/main.ts", ...args], { env: { ...base, ...env } });
-  return new Promise((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}

@@ -23,7 +23,8 @@ import {
   tempDb,
 } from "../helpers/db.ts";
 import { counterMigration, countersById, createCounterTable, rawStateRow } from "../helpers/engine.ts";
-import { type HranaServer, type RecordedPipeline, startHranaServer } from "./server.ts";
+import { type HranaServer, startHranaServer } from "./server.ts";
+import { allValues, decodePipeline as decode, FENCE, isStep } from "./wire.ts";
 
 let db: TempDb | undefined;
 let server: HranaServer | undefined;
@@ -38,65 +39,8 @@ afterEach(async () => {
   db = undefined;
 });
 
-/** A statement as it went over the wire, with `sql_id` resolved against the same request's `store_sql`s. */
-interface WireStatement {
-  readonly sql: string;
-  readonly values: readonly WireValue[];
-  readonly named: Readonly<Record<string, WireValue>>;
-}
-interface WireValue {
-  readonly type: string;
-  readonly value?: unknown;
-}
-interface WireRequest {
-  readonly index: number;
-  readonly baton: unknown;
-  readonly types: readonly string[];
-  /** Statements of `execute` requests and `batch` steps, in order. */
-  readonly statements: readonly WireStatement[];
-}
-
-type Json = Record<string, unknown>;
-
-function decode(recorded: RecordedPipeline): WireRequest {
-  const body = recorded.body as Json;
-  const requests = body.requests as Json[];
-  const stored = new Map<number, string>();
-  const statements: WireStatement[] = [];
-  const statementOf = (stmt: Json): WireStatement => {
-    const sql = typeof stmt.sql === "string" ? stmt.sql : stored.get(stmt.sql_id as number);
-    if (sql === undefined)
-      throw new Error(`request ${recorded.index} uses sql_id ${stmt.sql_id} it did not store`);
-    const named = Object.fromEntries(
-      ((stmt.named_args ?? []) as Json[]).map((a) => [a.name as string, a.value as WireValue]),
-    );
-    return { sql, values: (stmt.args ?? []) as WireValue[], named };
-  };
-  for (const request of requests) {
-    if (request.type === "store_sql") stored.set(request.sql_id as number, request.sql as string);
-    if (request.type === "execute") statements.push(statementOf(request.stmt as Json));
-    if (request.type === "batch")
-      for (const step of (request.batch as { steps: Json[] }).steps)
-        statements.push(statementOf(step.stmt as Json));
-  }
-  return {
-    index: recorded.index,
-    baton: body.baton,
-    types: requests.map((r) => r.type as string),
-    statements,
-  };
-}
-
-const FENCE = /INSERT INTO _async_migrations_fence/;
-const isStep = (request: WireRequest, table: string): boolean =>
-  request.statements.some((s) => FENCE.test(s.sql)) &&
-  request.statements.some((s) => new RegExp(`^\\s*UPDATE "${table}"`).test(s.sql));
 const DATA_WRITE =
   /^\s*(UPDATE|INSERT\s+INTO|DELETE\s+FROM|REPLACE\s+INTO)\s+"?(transmissions|observations)\b/i;
-
-function allValues(statement: WireStatement): WireValue[] {
-  return [...statement.values, ...Object.values(statement.named)];
-}
 
 /** CoreScope rows: backlog at 0, orphans, already-set rows, a sparse tail up to 2^63 − 1. */
 function corescopeRows(): TxSpec[] {

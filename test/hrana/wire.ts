@@ -3,7 +3,7 @@
  * request's `store_sql`s, so a test can tell which HTTP request was a step, which one read the state table, and
  * what travelled as an integer or a float.
  */
-import type { RecordedPipeline } from "../../hrana/server.ts";
+import type { RecordedPipeline } from "./server.ts";
 
 export interface WireValue {
   readonly type: string;
@@ -56,7 +56,7 @@ export function decodePipeline(recorded: RecordedPipeline): WireRequest {
   };
 }
 
-const FENCE = /INSERT INTO _async_migrations_fence/;
+export const FENCE = /INSERT INTO _async_migrations_fence/;
 
 /** A step of a migration on `table`: the lease fence and the data UPDATE in one request. */
 export function isStep(request: WireRequest, table: string): boolean {
