@@ -47,8 +47,8 @@ const PHONE = { width: 390, height: 844 };
 // Small steps with long pauses between them stretch the backfill of the seeded database over several
 // seconds, long enough for the page to show it moving.
 const SLOW_BACKFILL_ENV = {
-  TRICKLE_STEP_TARGET_MS: "20",
-  TRICKLE_YIELD_MS: "500",
+  TRICKLE_STEP_TARGET_MS: "10",
+  TRICKLE_YIELD_MS: "1000",
   TRICKLE_SLICE_BUDGET_MS: "1000",
   TRICKLE_TICK_MS: "100",
   TRICKLE_SNAPSHOT_TTL_MS: "200",
@@ -339,11 +339,27 @@ describe("in headless Chromium", () => {
       // The banner: one instance, one global, a progress line in the documented format.
       const root = banner.locator("#trickle-warmup-banner");
       const runningLine = root.locator('li[data-kind="running"]');
-      await expect.poll(() => runningLine.count(), { timeout: 10_000 }).toBe(1);
+      // The banner re-renders on every poll, so read the line's text in the same breath as finding it.
+      const lineText = async () =>
+        (await runningLine.count())
+          ? ((await runningLine
+              .first()
+              .textContent({ timeout: 1_000 })
+              .catch(() => null)) ?? "")
+          : "";
+      let firstBannerLine = "";
+      await expect
+        .poll(
+          async () => {
+            firstBannerLine = await lineText();
+            return firstBannerLine !== "";
+          },
+          { timeout: 10_000 },
+        )
+        .toBe(true);
       expect(await root.count()).toBe(1);
       expect(await root.getAttribute("aria-live")).toBe("polite");
       expect(await banner.evaluate(() => window.TrickleWarmupBanner?.intervalMs)).toBe(BANNER_INTERVAL_MS);
-      const firstBannerLine = (await runningLine.textContent()) ?? "";
       expect(firstBannerLine).toMatch(
         new RegExp(
           // A single estimate, or the p10–p90 band once enough slices were seen (`ETA 3m–5m`).
@@ -356,12 +372,13 @@ describe("in headless Chromium", () => {
       const values: number[] = [];
       const bannerLines = new Set<string>([firstBannerLine]);
       let midRunShot = false;
-      const deadline = Date.now() + 60_000;
+      const deadline = Date.now() + 75_000;
       while (Date.now() < deadline) {
         const status = await card.getAttribute("data-status");
         const value = Number(await bar.getAttribute("aria-valuenow"));
         if (values.length === 0 || values[values.length - 1] !== value) values.push(value);
-        if (await runningLine.count()) bannerLines.add((await runningLine.textContent()) ?? "");
+        const line = await lineText();
+        if (line) bannerLines.add(line);
         if (!midRunShot && status === "running" && value >= 10 && value <= 90) {
           midRunShot = true;
           await desktop.screenshot({
