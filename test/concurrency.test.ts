@@ -1,15 +1,6 @@
-/**
- * Invariant 3 (fencing) with real concurrency: runners in separate processes on one database file. The
- * embedded client runs statements synchronously, so only separate processes really overlap.
- *
- * The counter migration without a done flag (`test_counter_all_v1`) increments every row of every range it
- * applies, so a range applied twice — by two runners, or by a runner that lost its lease — leaves n = 2.
- */
-import { readFileSync } from "node:fs";
-import { type Client, createClient } from "@libsql/client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { classifyError } from "../src/engine/errors.ts";
 import { StateStore } from "../src/engine/state-store.ts";
+import { freezeHoldingLease, leaseOf, waitUntil } from "./fixtures/freeze.ts";
 import {
   type ChildHandle,
   type ChildLine,
@@ -17,7 +8,6 @@ import {
   createCounters,
   killAllChildren,
   type RunnerChildConfig,
-  sleep,
   spawnRunner,
   stepProgress,
   testCounterAllV1,
@@ -155,69 +145,6 @@ describe("runners in separate processes on one database", () => {
   });
 });
 
-/** The scheduler state letter of a process (`T` = stopped), from /proc. */
-function processState(pid: number): string {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-}
-
-async function waitUntil(what: string, condition: () => boolean | Promise<boolean>, timeoutMs: number) {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/** The lease as the database sees it, judged by the database's clock like the fence does. */
-async function leaseOf(client: Client, name: string) {
-  const result = await client.execute({
-    sql: `SELECT lease_owner, CAST(lease_epoch AS TEXT) AS epoch,
-            COALESCE(lease_expires_at > strftime('%Y-%m-%dT%H:%M:%fZ','now'), 0) AS live
-          FROM _async_migrations WHERE name = ?`,
-    args: [name],
-  });
-  const row = result.rows[0];
-  if (!row) throw new Error(`no _async_migrations row for ${name}`);
-  return {
-    owner: row.lease_owner === null ? null : String(row.lease_owner),
-    epoch: BigInt(String(row.epoch)),
-    live: Number(row.live) === 1,
-  };
-}
-
-/** False while some connection holds the write lock (a frozen runner inside a step would). */
-async function writeLockFree(path: string): Promise<boolean> {
-  // A fresh client per probe: a failed BEGIN IMMEDIATE leaves its connection unusable (libsql-client-ts#352).
-  const probe = createClient({ url: `file:${path}`, intMode: "bigint", timeout: 20 });
-  try {
-    const tx = await probe.transaction("write");
-    await tx.rollback();
-    return true;
-  } catch (error) {
-    if (classifyError(error).code === "SQLITE_BUSY") return false;
-    throw error;
-  } finally {
-    probe.close();
-  }
-}
-
-/**
- * Freezes `child` (SIGSTOP) right after one of its steps, at a moment when it holds a live lease and no
- * transaction, i.e. inside its pause between steps. Tries again (SIGCONT, next step) if the moment was wrong.
- */
-async function freezeHoldingLease(child: ChildHandle, client: Client, owner: string) {
-  for (let attempt = 0; attempt < 10; attempt++) {
-    await child.waitForLine((l) => l.type === "step", 15_000, child.lines.length);
-    child.signal("SIGSTOP");
-    await waitUntil(`${child.label} to stop`, () => processState(child.pid) === "T", 5_000);
-    const lease = await leaseOf(client, NAME);
-    if (lease.owner === owner && lease.live && (await writeLockFree(db.path))) return lease;
-    child.signal("SIGCONT");
-  }
-  throw new Error(`could not freeze ${child.label} while it held the lease outside a transaction`);
-}
-
 describe("a runner frozen past its lease (SIGSTOP) in another process", () => {
   const rows = 3_000;
   // Slow steps (20 keys, 100 ms apart) inside one long slice: the frozen runner is mid-slice, lease in hand.
@@ -241,7 +168,12 @@ describe("a runner frozen past its lease (SIGSTOP) in another process", () => {
       idleWaitMs: 300,
     });
     await frozen.waitForLine((l) => l.type === "step", 15_000);
-    const before = await freezeHoldingLease(frozen, client, "frozen");
+    const before = await freezeHoldingLease(frozen, client, {
+      name: NAME,
+      owner: "frozen",
+      path: db.path,
+      stepWaitMs: 15_000,
+    });
     // Its lease runs out while it cannot renew it.
     await waitUntil(
       "the frozen runner's lease to expire",
