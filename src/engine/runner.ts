@@ -33,21 +33,7 @@ import {
   StateStore,
   toBigIntOrNull,
 } from "./state-store.ts";
-import {
-  BusyWindow,
-  checkThrottleConfig,
-  DEFAULT_BACKOFF,
-  DEFAULT_BUSY_WINDOW,
-  DEFAULT_PROBE_EVERY_MS,
-  describePolicy,
-  type ProbeThrottle,
-  parseQuietHours,
-  policyMs,
-  type QuietWindow,
-  quietWindowAt,
-  type ThrottleConfig,
-  type ThrottleDecision,
-} from "./throttle.ts";
+import { Throttle, type ThrottleConfig, type ThrottleDecision } from "./throttle.ts";
 import { resolveTuning, type Tuning } from "./tuning.ts";
 
 export interface RunnerOptions {
@@ -151,12 +137,9 @@ export class Runner {
   readonly #tunings: ReadonlyMap<string, Tuning>;
   readonly #clock: Clock;
   readonly #wallClock: () => number;
-  readonly #throttle: ThrottleConfig;
-  readonly #quietHours: ReadonlyMap<string, readonly QuietWindow[]>;
+  readonly #throttle: Throttle;
   readonly #listeners = new Set<RunnerEventListener>();
   readonly #state = new Map<string, MutableState>();
-  readonly #busy = new Map<string, BusyWindow>();
-  readonly #probedAt = new Map<string, number>();
   #initialized: Promise<void> | undefined;
 
   constructor(options: RunnerOptions) {
@@ -166,7 +149,6 @@ export class Runner {
     this.tuning = resolveTuning(options.tuning);
     this.#clock = options.clock ?? systemClock;
     this.#wallClock = options.wallClock ?? Date.now;
-    this.#throttle = checkThrottleConfig(options.throttle ?? {}, "throttle");
     const plans = new Map<string, MigrationPlan>();
     for (const definition of options.migrations) {
       const resolved = resolveMigration(definition);
@@ -178,11 +160,16 @@ export class Runner {
     this.#tunings = new Map(
       [...plans].map(([name, plan]) => [name, resolveTuning(this.tuning, plan.migration.tuning)]),
     );
-    const global =
-      this.#throttle.quietHours === undefined ? [] : parseQuietHours(this.#throttle.quietHours, "quietHours");
-    this.#quietHours = new Map(
-      [...plans].map(([name, plan]) => [name, [...global, ...plan.migration.quietHours]]),
-    );
+    this.#throttle = new Throttle({
+      config: options.throttle ?? {},
+      migrations: [...plans.values()].map(({ migration: m }) => ({
+        name: m.name,
+        quietHours: m.quietHours,
+        ...(m.probe ? { probe: m.probe } : {}),
+      })),
+      now: () => this.#clock.now(),
+      wallNow: this.#wallClock,
+    });
     if (options.onEvent) this.#listeners.add(options.onEvent);
   }
 
@@ -371,8 +358,8 @@ export class Runner {
       if (error.kind !== "transient") throw thrown;
       this.#backoff(m.name, this.#tunings.get(m.name)!, error);
       // Not even the lease could be taken: that counts towards the busy rate as much as a failed step.
-      this.#recordBusy(m.name, error);
-      const busy = this.#busyDecision(m.name, this.#wallClock());
+      this.#throttle.recordAttempt(m.name, error.code);
+      const busy = this.#throttle.busyDecision(m.name);
       if (busy) {
         this.#holdInProcess(m.name, busy);
         return { outcome: "throttled", steps: 0, rows: 0n };
@@ -532,7 +519,7 @@ export class Runner {
         work.rows += rows;
         work.covered = rowsProcessed + row.quarantined;
         work.unrecordedBusyMs = durationMs; // the previous unrecorded time went into this step's progress update
-        if (this.#throttle.busy) this.#busyWindow(m.name).push(false);
+        this.#throttle.recordAttempt(m.name);
         sizer.observe(size, durationMs);
         this.#setState(m.name, { reason: null, attempts: 0, batchSize: sizer.size, lastStepMs: durationMs });
         this.#emit({
@@ -570,7 +557,7 @@ export class Runner {
           continue;
         }
         reload = true;
-        this.#recordBusy(m.name, error);
+        this.#throttle.recordAttempt(m.name, error.code);
         const delayMs = this.#backoff(m.name, t, error, sizer);
         await this.store.recordReason(lease, this.#stateOf(m.name).reason);
         if (this.#clock.now() + delayMs >= deadline) return "retrying";
@@ -773,7 +760,9 @@ export class Runner {
    * returns true. Quiet hours and the busy rate cost nothing; the probe runs at most every `everyMs`.
    */
   async #throttleCheck(plan: MigrationPlan, lease: Lease): Promise<boolean> {
-    const decision = await this.#throttleDecision(plan.migration);
+    const decision = await this.#throttle.decide(plan.migration.name, (sql: string) =>
+      this.#client.execute(sql),
+    );
     if (!decision) return false;
     try {
       await this.store.recordThrottle(lease, decision.reason, new Date(decision.untilMs).toISOString());
@@ -787,86 +776,11 @@ export class Runner {
   }
 
   #holdInProcess(name: string, decision: ThrottleDecision): void {
-    this.#busy.get(name)?.clear();
+    this.#throttle.reset(name);
     this.#setState(name, {
       throttle: { reason: decision.reason, policy: decision.policy, untilMs: decision.untilMs },
     });
     this.#emit({ type: "throttled", name, ...decision });
-  }
-
-  #recordBusy(name: string, error: ClassifiedError): void {
-    if (!this.#throttle.busy || !/^SQLITE_(BUSY|LOCKED)/.test(error.code)) return;
-    this.#busyWindow(name).push(true);
-  }
-
-  #busyWindow(name: string): BusyWindow {
-    let window = this.#busy.get(name);
-    if (!window) {
-      window = new BusyWindow(this.#throttle.busy?.window ?? DEFAULT_BUSY_WINDOW);
-      this.#busy.set(name, window);
-    }
-    return window;
-  }
-
-  /** The busy-rate signal: more than `maxRate` of the last `window` step attempts hit SQLITE_BUSY. */
-  #busyDecision(name: string, wallNow: number): ThrottleDecision | undefined {
-    const busy = this.#throttle.busy;
-    if (!busy) return undefined;
-    const size = busy.window ?? DEFAULT_BUSY_WINDOW;
-    const counts = this.#busyWindow(name).counts();
-    if (counts.total < size || counts.busy / counts.total <= busy.maxRate) return undefined;
-    const policy = busy.policy ?? DEFAULT_BACKOFF;
-    return {
-      signal: "busy",
-      policy: policy.kind,
-      reason: `SQLITE_BUSY on ${counts.busy} of the last ${counts.total} step attempts (limit ${Math.round(busy.maxRate * 100)}%): ${describePolicy(policy)}`,
-      untilMs: wallNow + policyMs(policy),
-    };
-  }
-
-  async #throttleDecision(m: ResolvedMigration): Promise<ThrottleDecision | undefined> {
-    const wallNow = this.#wallClock();
-    const quiet = quietWindowAt(this.#quietHours.get(m.name) ?? [], wallNow);
-    if (quiet) {
-      return {
-        signal: "quiet-hours",
-        policy: "hold",
-        reason: `quiet hours ${quiet.window.text} UTC: holding until the window ends`,
-        untilMs: quiet.endsAtMs,
-      };
-    }
-    const busy = this.#busyDecision(m.name, wallNow);
-    if (busy) return busy;
-    const probes = [this.#throttle.probe, m.probe].filter((p): p is ProbeThrottle => p !== undefined);
-    if (probes.length === 0) return undefined;
-    const now = this.#clock.now();
-    const last = this.#probedAt.get(m.name);
-    const every = Math.min(...probes.map((p) => p.everyMs ?? DEFAULT_PROBE_EVERY_MS));
-    if (last !== undefined && now - last < every) return undefined;
-    this.#probedAt.set(m.name, now);
-    for (const probe of probes) {
-      const policy = probe.policy ?? DEFAULT_BACKOFF;
-      const began = this.#clock.now();
-      let problem: string | undefined;
-      try {
-        await this.#client.execute(probe.sql);
-        const ms = this.#clock.now() - began;
-        if (ms > probe.maxMs) problem = `probe query took ${Math.round(ms)} ms (limit ${probe.maxMs} ms)`;
-      } catch (thrown) {
-        const error = classifyError(thrown);
-        // A busy or unreachable database shows up in the steps themselves; a broken probe holds back (fail safe).
-        if (error.kind === "deterministic") problem = `probe query failed: ${error.message}`;
-      }
-      if (problem) {
-        return {
-          signal: "probe",
-          policy: policy.kind,
-          reason: `${problem}: ${describePolicy(policy)}`,
-          untilMs: this.#wallClock() + policyMs(policy),
-        };
-      }
-    }
-    return undefined;
   }
 
   /** Records a transient error and returns how long to wait before the next attempt. */

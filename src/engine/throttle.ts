@@ -15,6 +15,8 @@
  * reader sees it; runners skip the migration until then without taking its lease. Portable: no `node:*`.
  */
 
+import { classifyError } from "./errors.ts";
+
 /** `backoff`: a short pause (seconds) after which the signal is looked at again; `hold`: a long one (minutes). */
 export type ThrottlePolicy =
   | { readonly kind: "backoff"; readonly seconds: number }
@@ -186,5 +188,132 @@ export class BusyWindow {
 
   clear(): void {
     this.#outcomes.length = 0;
+  }
+}
+
+/**
+ * The throttle signals of one runner: which migration should hold back now, and why. It keeps the busy
+ * windows and the probe timing in process; writing the decision down and announcing it is the runner's job.
+ */
+export class Throttle {
+  readonly #config: ThrottleConfig;
+  readonly #quietHours: ReadonlyMap<string, readonly QuietWindow[]>;
+  readonly #probes: ReadonlyMap<string, readonly ProbeThrottle[]>;
+  readonly #now: () => number;
+  readonly #wallNow: () => number;
+  readonly #busy = new Map<string, BusyWindow>();
+  readonly #probedAt = new Map<string, number>();
+
+  constructor(options: {
+    readonly config: ThrottleConfig;
+    /** Per migration: its own quiet hours and probe, added to the config's. */
+    readonly migrations: ReadonlyArray<{
+      name: string;
+      quietHours: readonly QuietWindow[];
+      probe?: ProbeThrottle;
+    }>;
+    /** Monotonic ms (probe timing) and wall-clock ms (windows, until). */
+    readonly now: () => number;
+    readonly wallNow: () => number;
+  }) {
+    this.#config = checkThrottleConfig(options.config, "throttle");
+    const global =
+      this.#config.quietHours === undefined ? [] : parseQuietHours(this.#config.quietHours, "quietHours");
+    this.#quietHours = new Map(options.migrations.map((m) => [m.name, [...global, ...m.quietHours]]));
+    this.#probes = new Map(
+      options.migrations.map((m) => [
+        m.name,
+        [this.#config.probe, m.probe].filter((p): p is ProbeThrottle => p !== undefined),
+      ]),
+    );
+    this.#now = options.now;
+    this.#wallNow = options.wallNow;
+  }
+
+  /** Records one step attempt (or lease attempt) of `name`; `errorCode` when it failed. */
+  recordAttempt(name: string, errorCode?: string): void {
+    if (!this.#config.busy) return;
+    if (errorCode !== undefined && !/^SQLITE_(BUSY|LOCKED)/.test(errorCode)) return;
+    this.#busyWindow(name).push(errorCode !== undefined);
+  }
+
+  /** Forgets the busy history of `name` (after it held back, the window starts over). */
+  reset(name: string): void {
+    this.#busy.get(name)?.clear();
+  }
+
+  /** The busy-rate signal alone: more than `maxRate` of the last `window` step attempts hit SQLITE_BUSY. */
+  busyDecision(name: string): ThrottleDecision | undefined {
+    const busy = this.#config.busy;
+    if (!busy) return undefined;
+    const size = busy.window ?? DEFAULT_BUSY_WINDOW;
+    const counts = this.#busyWindow(name).counts();
+    if (counts.total < size || counts.busy / counts.total <= busy.maxRate) return undefined;
+    const policy = busy.policy ?? DEFAULT_BACKOFF;
+    return {
+      signal: "busy",
+      policy: policy.kind,
+      reason: `SQLITE_BUSY on ${counts.busy} of the last ${counts.total} step attempts (limit ${Math.round(busy.maxRate * 100)}%): ${describePolicy(policy)}`,
+      untilMs: this.#wallNow() + policyMs(policy),
+    };
+  }
+
+  /**
+   * Every signal for `name`: quiet hours, busy rate, then the probes (run through `execute`, at most once per
+   * `everyMs`). No database I/O unless a probe is due.
+   */
+  async decide(
+    name: string,
+    execute: (sql: string) => Promise<unknown>,
+  ): Promise<ThrottleDecision | undefined> {
+    const quiet = quietWindowAt(this.#quietHours.get(name) ?? [], this.#wallNow());
+    if (quiet) {
+      return {
+        signal: "quiet-hours",
+        policy: "hold",
+        reason: `quiet hours ${quiet.window.text} UTC: holding until the window ends`,
+        untilMs: quiet.endsAtMs,
+      };
+    }
+    const busy = this.busyDecision(name);
+    if (busy) return busy;
+    const probes = this.#probes.get(name) ?? [];
+    if (probes.length === 0) return undefined;
+    const last = this.#probedAt.get(name);
+    const every = Math.min(...probes.map((p) => p.everyMs ?? DEFAULT_PROBE_EVERY_MS));
+    if (last !== undefined && this.#now() - last < every) return undefined;
+    this.#probedAt.set(name, this.#now());
+    for (const probe of probes) {
+      const policy = probe.policy ?? DEFAULT_BACKOFF;
+      const began = this.#now();
+      let problem: string | undefined;
+      try {
+        await execute(probe.sql);
+        const ms = this.#now() - began;
+        if (ms > probe.maxMs) problem = `probe query took ${Math.round(ms)} ms (limit ${probe.maxMs} ms)`;
+      } catch (thrown) {
+        const error = classifyError(thrown);
+        // A busy or unreachable database shows up in the steps themselves; a broken probe holds back (fail safe).
+        if (error.kind === "deterministic") problem = `probe query failed: ${error.message}`;
+      }
+      if (problem) {
+        return {
+          signal: "probe",
+          policy: policy.kind,
+          reason: `${problem}: ${describePolicy(policy)}`,
+          untilMs: this.#wallNow() + policyMs(policy),
+        };
+      }
+    }
+    return undefined;
+  }
+
+  #busyWindow(name: string): BusyWindow {
+    let window = this.#busy.get(name);
+    if (!window) {
+      window = new BusyWindow(this.#config.busy?.window ?? DEFAULT_BUSY_WINDOW);
+      this.#busy.set(name, window);
+    }
+    return window;
   }
 }
