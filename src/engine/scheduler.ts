@@ -37,7 +37,11 @@ export class SchedulerStoppedError extends Error {
 
 export class Scheduler {
   readonly #options: SchedulerOptions;
-  readonly #abort = new AbortController();
+  /**
+   * The in-flight slice's abort controller: one per slice, because an AbortSignal created in one Workers event
+   * cannot be touched from another ("Cannot perform I/O on behalf of a different request").
+   */
+  #abort: AbortController | undefined;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #inFlight: Promise<SliceResult> | undefined;
   #started = false;
@@ -79,10 +83,15 @@ export class Scheduler {
   runOnce(budgetMs: number = this.#options.sliceBudgetMs): Promise<SliceResult> {
     if (this.#stopped) return Promise.reject(new SchedulerStoppedError());
     if (this.#inFlight) return this.#inFlight;
+    const abort = new AbortController();
+    this.#abort = abort;
     const slice: Promise<SliceResult> = Promise.resolve()
-      .then(() => this.#options.runSlice(budgetMs, this.#abort.signal))
+      .then(() => this.#options.runSlice(budgetMs, abort.signal))
       .finally(() => {
-        if (this.#inFlight === slice) this.#inFlight = undefined;
+        if (this.#inFlight === slice) {
+          this.#inFlight = undefined;
+          this.#abort = undefined;
+        }
       });
     this.#inFlight = slice;
     return slice;
@@ -93,7 +102,7 @@ export class Scheduler {
     this.#stopped = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
-    this.#abort.abort();
+    this.#abort?.abort();
     const inFlight = this.#inFlight;
     if (inFlight) await inFlight.catch(() => undefined);
   }
