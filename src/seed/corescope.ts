@@ -4,10 +4,19 @@
  * packet spread over days and weeks after `first_seen`, a legacy fraction of transmissions left at
  * `last_seen = 0`, orphans (no observations) and transmissions whose observations all carry timestamp 0.
  *
- * Portable: it only uses the `Client` interface, so it can seed a local file or a remote libSQL server.
+ * Portable: it only needs `execute` and `batch` of a `Client`, so it can seed a local file or a remote libSQL server.
  * Deterministic: everything comes from a seeded PRNG, so the same options give the same database.
  */
-import type { Client, InStatement, InValue } from "@libsql/client";
+import type { InStatement, InValue } from "@libsql/client";
+
+/**
+ * What the seed needs of a database: a `Client` is one; so is the CLI's and the benchmark's statement-reusing
+ * file database (src/node/prepared-file-database.ts), which keeps a seed of millions of rows in bounded memory.
+ */
+export interface SeedDatabase {
+  execute(statement: InStatement): Promise<{ rows: ArrayLike<ArrayLike<unknown>> }>;
+  batch(statements: InStatement[], mode: "write"): Promise<unknown>;
+}
 
 export interface SeedOptions {
   readonly transmissions: number;
@@ -79,7 +88,7 @@ const SORTED_INDEXES = [
 ];
 
 /** Creates CoreScope's `transmissions` and `observations` tables with all their indexes (idempotent). */
-export async function createCoreScopeSchema(client: Client): Promise<void> {
+export async function createCoreScopeSchema(client: SeedDatabase): Promise<void> {
   await client.batch(
     [TRANSMISSION_TABLE, OBSERVATION_TABLE, ...APPEND_ONLY_INDEXES, ...SORTED_INDEXES],
     "write",
@@ -97,9 +106,7 @@ const FIRST_SEEN_SPAN_SECONDS = 56 * 86_400;
 const OBSERVERS = 997;
 const ORPHAN_FRACTION = 0.01;
 const ZERO_TIMESTAMP_FRACTION = 0.005;
-/** Statement sizes: rows per multi-row INSERT and rows per write batch (one transaction). */
-const TX_ROWS_PER_INSERT = 100;
-const OBS_ROWS_PER_INSERT = 200;
+/** Rows per write batch (one transaction of two INSERTs). */
 const ROWS_PER_BATCH = 16_000;
 
 const TX_COLUMNS = [
@@ -373,33 +380,18 @@ function hopList(random: Random, pool: HexPool, hops: number, width: number): st
   return `[${items.join(",")}]`;
 }
 
-function insertStatement(
-  table: string,
-  columns: readonly string[],
-  rows: number,
-  args: InValue[],
-): InStatement {
-  const tuple = `(${columns.map(() => "?").join(",")})`;
+/**
+ * One INSERT for a whole chunk of rows: the rows travel as a single JSON array bound to one parameter and are
+ * unpacked by `json_each`, in array order. A multi-row `VALUES` list would need one prepared statement per few
+ * hundred rows, and the libsql binding never frees the native memory of a prepared statement (~1.3 KB per row
+ * of a wide INSERT), so seeding millions of rows that way grows the process by gigabytes.
+ */
+function insertStatement(table: string, columns: readonly string[], rows: InValue[][]): InStatement {
+  const picks = columns.map((_, i) => `json_extract(value, '$[${i}]')`).join(", ");
   return {
-    sql: `INSERT INTO ${table} (${columns.join(",")}) VALUES ${new Array(rows).fill(tuple).join(",")}`,
-    args,
+    sql: `INSERT INTO ${table} (${columns.join(", ")}) SELECT ${picks} FROM json_each(?) ORDER BY key`,
+    args: [JSON.stringify(rows)],
   };
-}
-
-/** Splits flat row values into multi-row INSERTs of at most `perInsert` rows. */
-function insertStatements(
-  table: string,
-  columns: readonly string[],
-  values: InValue[],
-  perInsert: number,
-): InStatement[] {
-  const width = columns.length;
-  const statements: InStatement[] = [];
-  for (let start = 0; start < values.length; start += perInsert * width) {
-    const chunk = values.slice(start, start + perInsert * width);
-    statements.push(insertStatement(table, columns, chunk.length / width, chunk));
-  }
-  return statements;
 }
 
 /**
@@ -408,7 +400,7 @@ function insertStatements(
  * pragmas, which only makes the seed slower — and undone afterwards, because these settings belong to the
  * connection and the caller may go on using it.
  */
-async function bulkLoadPragmas(client: Client): Promise<() => Promise<void>> {
+async function bulkLoadPragmas(client: SeedDatabase): Promise<() => Promise<void>> {
   const saved: string[] = [];
   for (const [name, value] of [
     ["synchronous", "OFF"],
@@ -437,7 +429,7 @@ async function bulkLoadPragmas(client: Client): Promise<() => Promise<void>> {
   };
 }
 
-async function tableExists(client: Client, name: string): Promise<boolean> {
+async function tableExists(client: SeedDatabase, name: string): Promise<boolean> {
   const result = await client.execute({
     sql: "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
     args: [name],
@@ -445,7 +437,7 @@ async function tableExists(client: Client, name: string): Promise<boolean> {
   return result.rows.length > 0;
 }
 
-async function hasRows(client: Client, table: string): Promise<boolean> {
+async function hasRows(client: SeedDatabase, table: string): Promise<boolean> {
   return (await client.execute(`SELECT 1 FROM ${table} LIMIT 1`)).rows.length > 0;
 }
 
@@ -453,9 +445,9 @@ async function hasRows(client: Client, table: string): Promise<boolean> {
  * Creates the CoreScope schema if needed and fills it. Refuses a database whose `transmissions` or
  * `observations` already hold rows. When it creates the tables itself, the indexes whose keys arrive in random
  * order are built after the data is loaded (one sort instead of a random B-tree insert per row); the resulting
- * schema is the same. Each chunk of ~16k rows commits in one `batch(…, "write")` of multi-row INSERTs.
+ * schema is the same. Each chunk of ~16k rows commits in one `batch(…, "write")` of two INSERTs.
  */
-export async function seedCoreScope(client: Client, options: SeedOptions): Promise<SeedResult> {
+export async function seedCoreScope(client: SeedDatabase, options: SeedOptions): Promise<SeedResult> {
   checkSeedOptions(options);
   const existed = (await tableExists(client, "transmissions")) || (await tableExists(client, "observations"));
   if (existed) {
@@ -477,7 +469,7 @@ export async function seedCoreScope(client: Client, options: SeedOptions): Promi
   }
 }
 
-async function fill(client: Client, options: SeedOptions, buildIndexes: boolean): Promise<SeedResult> {
+async function fill(client: SeedDatabase, options: SeedOptions, buildIndexes: boolean): Promise<SeedResult> {
   const { transmissions: n, observations: m, legacyFraction, seed, onProgress } = options;
   const { kinds, counts } = planCounts(options, new Random(seed, 1));
   const random = new Random(seed, 2);
@@ -487,23 +479,17 @@ async function fill(client: Client, options: SeedOptions, buildIndexes: boolean)
   const total = n + m;
   let done = 0;
 
-  let txValues: InValue[] = [];
-  let obsValues: InValue[] = [];
-  let txRows = 0;
-  let obsRows = 0;
+  let txRows: InValue[][] = [];
+  let obsRows: InValue[][] = [];
   const flush = async () => {
-    if (txRows + obsRows === 0) return;
+    if (txRows.length + obsRows.length === 0) return;
     // Transmissions first: observations reference them.
-    const statements = [
-      ...insertStatements("transmissions", TX_COLUMNS, txValues, TX_ROWS_PER_INSERT),
-      ...insertStatements("observations", OBS_COLUMNS, obsValues, OBS_ROWS_PER_INSERT),
-    ];
+    const statements = [insertStatement("transmissions", TX_COLUMNS, txRows)];
+    if (obsRows.length > 0) statements.push(insertStatement("observations", OBS_COLUMNS, obsRows));
     await client.batch(statements, "write");
-    done += txRows + obsRows;
-    txValues = [];
-    obsValues = [];
-    txRows = 0;
-    obsRows = 0;
+    done += txRows.length + obsRows.length;
+    txRows = [];
+    obsRows = [];
     onProgress?.(done, total);
   };
 
@@ -549,7 +535,7 @@ async function fill(client: Client, options: SeedOptions, buildIndexes: boolean)
       if (timestamp > maxTimestamp) maxTimestamp = timestamp;
       const hops = routeType === 2 ? random.int(3) : random.int(9);
       const resolved = random.float() < 0.7 ? hopList(random, pool, hops, 8) : null;
-      obsValues.push(
+      obsRows.push([
         id,
         random.float() < 0.003 ? null : (firstObserver + j * stride) % OBSERVERS,
         random.float() < 0.97 ? "rx" : "tx",
@@ -560,10 +546,9 @@ async function fill(client: Client, options: SeedOptions, buildIndexes: boolean)
         timestamp,
         pool.slice(random, packetBytes * 2),
         resolved,
-      );
-      obsRows++;
+      ]);
     }
-    txValues.push(
+    txRows.push([
       id,
       rawHex,
       hash,
@@ -578,9 +563,8 @@ async function fill(client: Client, options: SeedOptions, buildIndexes: boolean)
       sqliteDatetime(firstSeen),
       channel,
       scope,
-    );
-    txRows++;
-    if (txRows + obsRows >= ROWS_PER_BATCH) await flush();
+    ]);
+    if (txRows.length + obsRows.length >= ROWS_PER_BATCH) await flush();
   }
   await flush();
   if (buildIndexes) await client.batch(SORTED_INDEXES, "write");
