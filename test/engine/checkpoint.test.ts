@@ -1,0 +1,95 @@
+/**
+ * WAL checkpoints outside the step (src/engine/wal-checkpoint.ts): on a local file, a slice turns the engine
+ * connection's automatic checkpoints off, checkpoints after each step outside its write batch, and gives the
+ * connection its own setting back — an embedding app sharing the connection must never be left without
+ * automatic checkpoints, or its WAL would grow without bound once the backfill is done.
+ */
+import type { Client } from "@libsql/client";
+import { afterEach, describe, expect, it } from "vitest";
+import { Runner } from "../../src/engine/runner.ts";
+import { type TempDb, tempDb } from "../helpers/db.ts";
+import {
+  counterMigration,
+  createCounterTable,
+  FakeClock,
+  recordingClient,
+  sqlOf,
+  stepSizeOf,
+} from "../helpers/engine.ts";
+
+let db: TempDb;
+afterEach(() => db?.cleanup());
+
+async function autocheckpoint(client: Client): Promise<number> {
+  return Number((await client.execute("PRAGMA wal_autocheckpoint")).rows[0]?.[0]);
+}
+
+async function walFrames(client: Client): Promise<{ log: number; checkpointed: number }> {
+  const row = (await client.execute("PRAGMA wal_checkpoint(NOOP)")).rows[0]!;
+  return { log: Number(row[1]), checkpointed: Number(row[2]) };
+}
+
+describe("WAL checkpoints outside the step (local file)", () => {
+  it("checkpoints after every step, not inside it, and restores the connection's own setting", async () => {
+    db = tempDb();
+    const real = db.open();
+    await real.execute("PRAGMA journal_mode=WAL");
+    await createCounterTable(
+      real,
+      Array.from({ length: 60 }, (_, i) => BigInt(i + 1)),
+    );
+    await real.execute("PRAGMA wal_autocheckpoint = 321"); // the embedding app's own choice
+    const duringSteps: number[] = [];
+    const recording = recordingClient(real, {
+      afterBatch: async (statements) => {
+        if (stepSizeOf(statements) !== undefined) duringSteps.push(await autocheckpoint(real));
+      },
+    });
+    const runner = new Runner({
+      client: recording.client,
+      migrations: [counterMigration()],
+      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
+      clock: new FakeClock(),
+    });
+
+    await runner.runUntilDone();
+
+    expect((await runner.store.get("counter_v1"))?.status).toBe("done");
+    // While steps ran, the commit did not checkpoint; afterwards the app's setting is back.
+    expect(duringSteps.length).toBeGreaterThanOrEqual(6);
+    expect(new Set(duringSteps)).toEqual(new Set([0]));
+    expect(await autocheckpoint(real)).toBe(321);
+    // Every step batch is followed directly by the engine's own checkpoint, which is not part of the batch.
+    const calls = recording.calls;
+    const steps = calls.flatMap((c, i) => (stepSizeOf(c.statements) !== undefined ? [i] : []));
+    for (const i of steps) {
+      expect(calls[i]!.statements.map(sqlOf).join("\n")).not.toMatch(/wal_checkpoint/i);
+      expect(calls[i + 1]?.method).toBe("execute");
+      expect(sqlOf(calls[i + 1]!.statements[0]!)).toBe("PRAGMA wal_checkpoint(PASSIVE)");
+    }
+    // And it did its job: nothing the steps wrote is left only in the log.
+    const frames = await walFrames(real);
+    expect(frames.checkpointed).toBe(frames.log);
+  });
+
+  it("leaves a connection whose automatic checkpoints are off alone", async () => {
+    db = tempDb();
+    const real = db.open();
+    await real.execute("PRAGMA journal_mode=WAL");
+    await createCounterTable(real, [1n, 2n, 3n]);
+    await real.execute("PRAGMA wal_autocheckpoint = 0"); // someone else checkpoints this file
+    const recording = recordingClient(real);
+    const runner = new Runner({
+      client: recording.client,
+      migrations: [counterMigration()],
+      clock: new FakeClock(),
+    });
+    await runner.runUntilDone();
+    expect((await runner.store.get("counter_v1"))?.status).toBe("done");
+    expect(await autocheckpoint(real)).toBe(0);
+    // It only read the setting (once per slice); it neither changed it nor checkpointed.
+    const wal = recording.calls.flatMap((c) => c.statements.map(sqlOf)).filter((s) => /wal_/i.test(s));
+    expect(wal.length).toBeGreaterThan(0);
+    expect(new Set(wal)).toEqual(new Set(["PRAGMA wal_autocheckpoint"]));
+  });
+});
