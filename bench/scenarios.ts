@@ -37,6 +37,8 @@ export interface PhaseOptions {
   readonly idleMs: number;
   /** A backfill that takes longer is an error. */
   readonly timeoutMs: number;
+  /** Extra `TRICKLE_*` settings for the trickle phase's service (none: its defaults, as the goals require). */
+  readonly trickleEnv?: Readonly<Record<string, string>>;
   readonly onProgress?: (progress: PhaseProgress) => void;
 }
 
@@ -227,6 +229,7 @@ export async function runPhase(name: PhaseName, options: PhaseOptions): Promise<
   const notes: string[] = [];
   const env: Record<string, string> = { DATABASE_URL: url, ADMIN_TOKEN: token };
   if (name !== "trickle") env.TRICKLE_MIGRATIONS = NO_MIGRATIONS;
+  else Object.assign(env, options.trickleEnv);
 
   const baseUrl = `http://127.0.0.1:${port}`;
   let load: Load | undefined;

@@ -182,6 +182,17 @@ describe("bench figures", () => {
       observations: 20_000_000,
       repeat: 1,
     });
-    expect(parseBenchArgs([])).toMatchObject({ scale: "seed", transmissions: 71_000, repeat: 3 });
+    expect(parseBenchArgs([])).toMatchObject({
+      scale: "seed",
+      transmissions: 71_000,
+      repeat: 3,
+      trickleEnv: {},
+    });
+    expect(() => parseBenchArgs(["--trickle-env", "PORT=1"])).toThrow(
+      /--trickle-env must be TRICKLE_NAME=VALUE/,
+    );
+    expect(
+      parseBenchArgs(["--trickle-env", "TRICKLE_YIELD_MS=5", "--trickle-env", "TRICKLE_STEP_TARGET_MS=40"]),
+    ).toMatchObject({ trickleEnv: { TRICKLE_YIELD_MS: "5", TRICKLE_STEP_TARGET_MS: "40" } });
   });
 });
