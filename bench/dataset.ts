@@ -14,7 +14,7 @@ import {
   statSync,
 } from "node:fs";
 import { join } from "node:path";
-import { PreparedFileDatabase } from "../src/node/prepared-file-database.ts";
+import { type Client, createClient } from "@libsql/client";
 import { seedCoreScope } from "../src/seed/corescope.ts";
 
 export interface DatasetSpec {
@@ -33,7 +33,7 @@ export interface Dataset extends DatasetSpec {
   readonly buildMs: number;
 }
 
-/** Bumped when the generator or the build steps change the data, so an old cached file is not reused. */
+/** Bumped when the generator or the build steps change, so an old cached file is not reused. */
 const FORMAT = 1;
 
 export function datasetPath(cacheDir: string, spec: DatasetSpec): string {
@@ -65,8 +65,7 @@ export async function ensureDataset(
   const building = `${path}.building`;
   removeDatabase(building);
   const began = performance.now();
-  // Not @libsql/client: at --scale large its per-statement memory would outgrow the machine (see the class).
-  const client = new PreparedFileDatabase(building);
+  const client = createClient({ url: `file:${building}`, intMode: "bigint", timeout: 5000 });
   try {
     await client.execute("PRAGMA journal_mode=WAL");
     await seedCoreScope(client, { ...spec, ...(onProgress ? { onProgress } : {}) });
@@ -87,7 +86,7 @@ export async function ensureDataset(
   return { ...spec, path, bytes: statSync(path).size, built: true, buildMs: performance.now() - began };
 }
 
-async function checkpoint(client: PreparedFileDatabase): Promise<void> {
+async function checkpoint(client: Client): Promise<void> {
   const result = await client.execute("PRAGMA wal_checkpoint(TRUNCATE)");
   const busy = Number(result.rows[0]?.[0] ?? 0);
   if (busy !== 0) throw new Error("the WAL checkpoint could not complete (busy)");

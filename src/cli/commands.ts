@@ -17,7 +17,7 @@ import { resolveTuning } from "../engine/tuning.ts";
 import { type MigrationDefinition, resolveMigration } from "../migrations/define.ts";
 import { BUILTIN_MIGRATIONS } from "../migrations/registry.ts";
 import { computeProgress } from "../progress/rate.ts";
-import { type SeedDatabase, seedCoreScope } from "../seed/corescope.ts";
+import { seedCoreScope } from "../seed/corescope.ts";
 import type { Command, ControlCommandName } from "./args.ts";
 import { err, jsonCount, jsonKey, messageOf, out, table } from "./output.ts";
 import { formatCount, formatDuration, formatRate, ProgressRenderer, progressLine } from "./progress.ts";
@@ -27,7 +27,7 @@ type Of<N extends Command["name"]> = Extract<Command, { name: N }>;
 // ---------------------------------------------------------------------------------------------------------
 // seed
 
-export async function seedCommand(client: SeedDatabase, command: Of<"seed">): Promise<number> {
+export async function seedCommand(client: Client, command: Of<"seed">): Promise<number> {
   const renderer = new ProgressRenderer(process.stderr);
   const began = performance.now();
   let result: { transmissions: number; observations: number };

@@ -9,9 +9,7 @@ import type { Client } from "@libsql/client";
 import { loadOperatorConfig, type OperatorConfig } from "../engine/operator-config.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
 import { BUILTIN_MIGRATIONS, selectMigrations } from "../migrations/registry.ts";
-import { type DatabaseConfig, databaseConfigFromEnv, localPath, openDatabase } from "../node/database.ts";
-import { PreparedFileDatabase } from "../node/prepared-file-database.ts";
-import type { SeedDatabase } from "../seed/corescope.ts";
+import { databaseConfigFromEnv, openDatabase } from "../node/database.ts";
 import { checkSeedOptions } from "../seed/corescope.ts";
 import { type Command, parseCommand, USAGE, UsageError } from "./args.ts";
 import {
@@ -97,9 +95,8 @@ export async function main(
   }
 
   let client: Client;
-  let config: DatabaseConfig;
   try {
-    config = databaseConfigFromEnv(env);
+    const config = databaseConfigFromEnv(env);
     try {
       client = await openDatabase(config);
       await client.execute("SELECT 1"); // a remote client connects lazily; fail here, not mid-command
@@ -113,14 +110,8 @@ export async function main(
 
   try {
     switch (command.name) {
-      case "seed": {
-        const file = seedFile(config);
-        try {
-          return await seedCommand(file ?? client, command);
-        } finally {
-          file?.close();
-        }
-      }
+      case "seed":
+        return await seedCommand(client, command);
       case "status":
         return await statusCommand(client, command, operator);
       case "run":
@@ -151,13 +142,3 @@ main(process.argv.slice(2), process.env).then(
     process.exitCode = 1;
   },
 );
-
-/**
- * A local file is seeded through its own statement-reusing connection: through the client, the binding's
- * per-statement memory grows with every row (see PreparedFileDatabase). Remote and in-memory use the client.
- */
-function seedFile(config: DatabaseConfig): (SeedDatabase & { close(): void }) | undefined {
-  if (!/^file:/i.test(config.url)) return undefined;
-  const path = localPath(config.url);
-  return path === undefined ? undefined : new PreparedFileDatabase(path, config.busyTimeoutMs);
-}

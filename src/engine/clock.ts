@@ -10,8 +10,11 @@ export const systemClock: Clock = {
   now: () => performance.now(),
   sleep(ms, signal) {
     return new Promise((resolve) => {
-      if (ms <= 0 || signal?.aborted) return resolve();
-      const timer = setTimeout(done, ms);
+      if (signal?.aborted) return resolve();
+      // Even a zero pause is a turn of the event loop: local libSQL calls answer without one, and it is where
+      // the binding frees finished statements (a slice that never yields keeps ~40 KB per step) and where
+      // messages to the engine's thread are handled.
+      const timer = setTimeout(done, Math.max(0, ms));
       function done() {
         clearTimeout(timer);
         signal?.removeEventListener("abort", done);
