@@ -7,7 +7,6 @@
  * then the transition itself (409 when it is impossible from the current status).
  */
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { CONTROL_ACTIONS } from "../engine/controls.ts";
 import { jsonInteger, jsonIntegerOrNull, migrationInfo } from "../progress/snapshot.ts";
 import { requireBearer } from "./auth.ts";
@@ -21,9 +20,8 @@ import {
   FailuresQuerySchema,
   TuningPatchSchema,
 } from "./schemas.ts";
-import { parseJsonBody, parseQuery } from "./validation.ts";
+import { limitBody, parseJsonBody, parseQuery } from "./validation.ts";
 
-export const MAX_BODY_BYTES = 16 * 1024;
 const DEFAULT_RECENT_STEPS = 20;
 
 export function migrationRoutes(deps: AppDeps): Hono {
@@ -32,11 +30,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
   const now = deps.now ?? Date.now;
   const info = deps.config.stuckAfterMs === undefined ? {} : { stuckAfterMs: deps.config.stuckAfterMs };
   const auth = requireBearer(() => deps.config.adminToken, "control API disabled");
-  const limit = bodyLimit({
-    maxSize: MAX_BODY_BYTES,
-    onError: (c) =>
-      c.json({ error: `the request body must be at most ${MAX_BODY_BYTES} bytes`, field: "body" }, 413),
-  });
+  const limit = limitBody();
   app.use("/api/migrations", auth, limit);
   app.use("/api/migrations/*", auth, limit);
 

@@ -4,13 +4,12 @@
  * ignored (cron services add their own); a malformed `budgetMs` is a 400.
  */
 import { Hono } from "hono";
-import { bodyLimit } from "hono/body-limit";
 import { SchedulerStoppedError } from "../engine/scheduler.ts";
 import { jsonInteger } from "../progress/snapshot.ts";
 import { requireBearer } from "./auth.ts";
 import type { AppDeps } from "./deps.ts";
 import { TickQuerySchema } from "./schemas.ts";
-import { parseQuery } from "./validation.ts";
+import { limitBody, parseQuery } from "./validation.ts";
 
 export function tickRoutes(deps: AppDeps): Hono {
   const app = new Hono();
@@ -18,10 +17,7 @@ export function tickRoutes(deps: AppDeps): Hono {
   app.use(
     "/api/tick",
     requireBearer(() => deps.config.cronSecret, "HTTP tick disabled"),
-    bodyLimit({
-      maxSize: 16 * 1024,
-      onError: (c) => c.json({ error: "the request body is too large", field: "body" }, 413),
-    }),
+    limitBody(),
   );
   app.on(["GET", "POST"], "/api/tick", async (c) => {
     const query = parseQuery(c, TickQuerySchema);

@@ -1,7 +1,29 @@
 /** Request parsing shared by the control and tick routes: JSON errors that name the field, never a 500. */
-import type { Context } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import { firstIssue } from "./schemas.ts";
+
+/** Largest request body the control and tick routes read. */
+export const MAX_BODY_BYTES = 16 * 1024;
+
+/**
+ * Refuses a body over `MAX_BODY_BYTES` with a JSON 413 and closes the connection: the rest of the body is never
+ * read, so a kept-alive connection would begin its next request in the middle of it (a pooled client then saw
+ * "other side closed").
+ */
+export function limitBody(): MiddlewareHandler {
+  return bodyLimit({
+    maxSize: MAX_BODY_BYTES,
+    onError: (c) => {
+      c.header("Connection", "close");
+      return c.json(
+        { error: `the request body must be at most ${MAX_BODY_BYTES} bytes`, field: "body" },
+        413,
+      );
+    },
+  });
+}
 
 export type Parsed<T> =
   | { readonly ok: true; readonly value: T }

@@ -66,6 +66,8 @@ describe("body size limits", () => {
     ] as const) {
       const withLength = await send(path, method, token, over, LIMIT + 1);
       expect(withLength.status, `${method} ${path}`).toBe(413);
+      // The unread rest of the body must not become the start of the next request on this connection.
+      expect(withLength.headers.get("connection"), `${method} ${path}`).toBe("close");
       const streamed = await send(path, method, token, streamOf(over));
       expect(streamed.status, `${method} ${path} streamed`).toBe(413);
     }

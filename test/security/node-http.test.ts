@@ -174,6 +174,19 @@ describe("the Node service over real HTTP", () => {
     expect(await databaseState(monitor)).toBe(before);
   });
 
+  it("a refused body closes its connection, so its unread rest never reaches the next request", async () => {
+    const body = JSON.stringify({ note: "x".repeat(20_000) });
+    const res = await raw(
+      server.port,
+      `POST /api/migrations/${TX}/pause HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive\r\n` +
+        `Authorization: Bearer ${ADMIN_TOKEN}\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${body.length}\r\n\r\n${body}`,
+    ); // resolves when the server closes the socket
+    expect(res.status).toBe(413);
+    expect(res.headers.get("connection")).toBe("close");
+    expect(res.body).not.toMatch(/HTTP\/1\.1/); // one answer only
+  });
+
   it("fuzz through fetch with wrong tokens only: no 5xx, no leak, no state change", async () => {
     const target: FuzzTarget = {
       adminToken: ADMIN_TOKEN,
