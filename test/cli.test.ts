@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { parseCommand, UsageError } from "../src/cli/args.ts";
 import { formatCount, formatDuration, formatRate, renderBar } from "../src/cli/progress.ts";
 import { databaseConfigFromEnv } from "../src/node/database.ts";
+import { CLI } from "./helpers/cli.ts";
 import { lastSeenById, oneShotResult, type TempDb, tempDb } from "./helpers/db.ts";
 
 interface CliResult {
@@ -24,7 +25,7 @@ function start(args: readonly string[], env: Record<string, string>): ChildProce
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
   );
-  return spawn("node_modules/.bin/tsx", ["src/cli/main.ts", ...args], { env: { ...base, ...env } });
+  return spawn(process.execPath, [...CLI, ...args], { env: { ...base, ...env } });
 }
 
 function finished(child: ChildProcess): Promise<CliResult> {

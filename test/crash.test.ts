@@ -184,7 +184,8 @@ describe("SIGKILL at random moments", () => {
   });
 
   it("a non-idempotent counter migration ends with every row incremented exactly once", async () => {
-    const rows = 8_000;
+    // Ten rounds advance at most ~14 steps of 100 each (300 ms at ≥ 21 ms per step): the run must outlast them.
+    const rows = 16_000;
     const client = db.open();
     await createCounters(client, rows);
     const config: RunnerChildConfig = {

@@ -1,5 +1,12 @@
-/** Runs the real CLI (`tsx src/cli/main.ts`) as a child process with `env` on top of a clean environment. */
+/** Runs the real CLI (as `npm run trickle` does) as a child process with `env` on top of a clean environment. */
 import { spawn } from "node:child_process";
+
+/**
+ * Node's arguments for the CLI, as the `trickle` npm script runs it: tsx as a loader in the same process. The
+ * `tsx` launcher would put a parent in between that relays signals and SIGKILLs its child when the child does
+ * not acknowledge within 30 ms, which a child busy in a 50 ms step cannot.
+ */
+export const CLI = ["--import", "tsx", "src/cli/main.ts"] as const;
 
 export function cli(
   args: readonly string[],
@@ -9,7 +16,7 @@ export function cli(
   const base = Object.fromEntries(
     Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
   );
-  const child = spawn("node_modules/.bin/tsx", ["src/cli/main.ts", ...args], { env: { ...base, ...env } });
+  const child = spawn(process.execPath, [...CLI, ...args], { env: { ...base, ...env } });
   return new Promise((resolve, reject) => {
     let stdout = "";
     let stderr = "";
