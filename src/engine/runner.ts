@@ -142,12 +142,13 @@ export class Runner {
   readonly #listeners = new Set<RunnerEventListener>();
   readonly #state = new Map<string, MutableState>();
   #initialized: Promise<void> | undefined;
-  /** Set while a slice runs on a local file: the checkpoint each step is followed by (wal-checkpoint.ts). */
-  #checkpoints: DeferredCheckpoints | undefined;
+  /** WAL checkpoints outside the steps of a slice, on a local file (wal-checkpoint.ts). */
+  readonly #checkpoints: DeferredCheckpoints;
 
   constructor(options: RunnerOptions) {
     this.#client = reopenAfterBusy(options.client);
     this.store = new StateStore(this.#client);
+    this.#checkpoints = new DeferredCheckpoints(this.#client);
     this.owner = options.owner ?? `runner-${crypto.randomUUID()}`;
     this.tuning = resolveTuning(options.tuning);
     this.#clock = options.clock ?? systemClock;
@@ -231,12 +232,10 @@ export class Runner {
       });
       return { steps: 0, rows: 0n, outcomes, moreWork: true };
     }
-    this.#checkpoints = await DeferredCheckpoints.start(this.#client);
     try {
       return await this.#runSliceOf(rows, began, deadline, signal);
     } finally {
-      await this.#checkpoints?.restore();
-      this.#checkpoints = undefined;
+      await this.#checkpoints.restore();
     }
   }
 
@@ -515,6 +514,7 @@ export class Runner {
           failedAttempts,
         );
         stepSize = size;
+        await this.#checkpoints.beforeStep();
         const began = this.#clock.now();
         const results = await this.#client.batch(statements, "write");
         const durationMs = this.#clock.now() - began;
@@ -552,7 +552,7 @@ export class Runner {
         });
         // The log the step wrote is copied back outside the step, then writers get the whole yield: a yield
         // shortened by the checkpoint's time starved the benchmark's ingest (README "Benchmark").
-        await this.#checkpoints?.afterStep();
+        await this.#checkpoints.afterStep();
         await this.#clock.sleep(t.yieldMs, signal);
       } catch (thrown) {
         const error = classifyError(thrown);

@@ -18,29 +18,37 @@ import type { Client } from "@libsql/client";
 
 export class DeferredCheckpoints {
   readonly #client: Client;
-  readonly #restoreTo: number;
+  /** "idle": nothing deferred yet in this slice; "deferred": restore to `#restoreTo`; "off": leave alone. */
+  #state: "idle" | "deferred" | "off";
+  #restoreTo = 0;
 
-  private constructor(client: Client, restoreTo: number) {
+  constructor(client: Client) {
     this.#client = client;
-    this.#restoreTo = restoreTo;
+    this.#state = client.protocol === "file" ? "idle" : "off";
   }
 
-  /** Defers automatic checkpoints on `client`'s connection, or returns `undefined` where that does not apply. */
-  static async start(client: Client): Promise<DeferredCheckpoints | undefined> {
-    if (client.protocol !== "file") return undefined;
+  /**
+   * Before a step: the first one of a slice defers automatic checkpoints on the connection (one read and one
+   * write); later ones, and slices that run no step, cost nothing.
+   */
+  async beforeStep(): Promise<void> {
+    if (this.#state !== "idle") return;
+    this.#state = "off"; // unless deferring succeeds: then restore() puts it back to "idle"
     try {
-      const current = Number((await client.execute("PRAGMA wal_autocheckpoint")).rows[0]?.[0]);
+      const current = Number((await this.#client.execute("PRAGMA wal_autocheckpoint")).rows[0]?.[0]);
       // 0 already means "never": someone else checkpoints this file, so leave it to them.
-      if (!Number.isSafeInteger(current) || current <= 0) return undefined;
-      await client.execute("PRAGMA wal_autocheckpoint = 0");
-      return new DeferredCheckpoints(client, current);
+      if (!Number.isSafeInteger(current) || current <= 0) return;
+      await this.#client.execute("PRAGMA wal_autocheckpoint = 0");
+      this.#restoreTo = current;
+      this.#state = "deferred";
     } catch {
-      return undefined; // only a matter of speed: the commit keeps checkpointing as before
+      // only a matter of speed: the commit keeps checkpointing as before
     }
   }
 
-  /** Copies the log back into the database file as far as readers allow; never waits and never throws. */
+  /** After a step: copies the log back into the database file as far as readers allow; never throws. */
   async afterStep(): Promise<void> {
+    if (this.#state !== "deferred") return;
     try {
       await this.#client.execute("PRAGMA wal_checkpoint(PASSIVE)");
     } catch {
@@ -48,12 +56,17 @@ export class DeferredCheckpoints {
     }
   }
 
-  /** Puts the connection's automatic checkpoints back as they were; never throws. */
+  /** At the end of a slice: puts the connection's automatic checkpoints back as they were; never throws. */
   async restore(): Promise<void> {
-    try {
-      await this.#client.execute(`PRAGMA wal_autocheckpoint = ${this.#restoreTo}`);
-    } catch {
-      // The connection is gone (a reconnect opens a new one with SQLite's default); nothing left to restore.
+    if (this.#client.protocol === "file") {
+      if (this.#state === "deferred") {
+        try {
+          await this.#client.execute(`PRAGMA wal_autocheckpoint = ${this.#restoreTo}`);
+        } catch {
+          // The connection is gone (a reconnect opens a new one with SQLite's default); nothing to restore.
+        }
+      }
+      this.#state = "idle"; // the next slice looks again: the setting or the connection may have changed
     }
   }
 }

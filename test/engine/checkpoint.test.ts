@@ -70,6 +70,12 @@ describe("WAL checkpoints outside the step (local file)", () => {
     // And it did its job: nothing the steps wrote is left only in the log.
     const frames = await walFrames(real);
     expect(frames.checkpointed).toBe(frames.log);
+    // A slice with no step to run (an idle tick) does not touch the setting at all.
+    const seen = recording.calls.length;
+    await runner.runSlice();
+    const idle = recording.calls.slice(seen).flatMap((c) => c.statements.map(sqlOf));
+    expect(idle.length).toBeGreaterThan(0);
+    expect(idle.filter((s) => /wal_/i.test(s))).toEqual([]);
   });
 
   it("leaves a connection whose automatic checkpoints are off alone", async () => {
