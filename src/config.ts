@@ -48,20 +48,30 @@ export interface ServiceConfig {
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
-/** An integer variable in `[min, max]`; the message names the variable and the range, never a secret. */
+const blankToUndefined = (value: unknown) =>
+  typeof value === "string" && value.trim() === "" ? undefined : value;
+
+/**
+ * An optional integer variable in `[min, max]` (blank means unset); the message names the variable and the
+ * range, never a secret.
+ */
 function integerVar(name: string, min: number, max: number) {
-  return z
-    .string()
-    .trim()
-    .regex(/^\d+$/, { error: `${name} must be a whole number of milliseconds between ${min} and ${max}` })
-    .transform(Number)
-    .pipe(
-      z
-        .number()
-        .int()
-        .min(min, { error: `${name} must be at least ${min}` })
-        .max(max, { error: `${name} must be at most ${max}` }),
-    );
+  return z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .trim()
+      .regex(/^\d+$/, { error: `${name} must be a whole number of milliseconds between ${min} and ${max}` })
+      .transform(Number)
+      .pipe(
+        z
+          .number()
+          .int()
+          .min(min, { error: `${name} must be at least ${min}` })
+          .max(max, { error: `${name} must be at most ${max}` }),
+      )
+      .optional(),
+  );
 }
 
 /** A secret: empty or blank means unset; whitespace inside is almost surely a copy-and-paste mistake. */
@@ -72,9 +82,6 @@ function secretVar(name: string) {
     .refine((v) => !/\s/.test(v), { error: `${name} must not contain whitespace` })
     .transform((v) => (v === "" ? undefined : v));
 }
-
-const blankToUndefined = (value: unknown) =>
-  typeof value === "string" && value.trim() === "" ? undefined : value;
 
 const EnvSchema = z.object({
   PORT: z.preprocess(
@@ -92,24 +99,12 @@ const EnvSchema = z.object({
   ADMIN_TOKEN: secretVar("ADMIN_TOKEN").optional(),
   CRON_SECRET: secretVar("CRON_SECRET").optional(),
   TRICKLE_MIGRATIONS: z.string().optional(),
-  TRICKLE_TICK_MS: z.preprocess(blankToUndefined, integerVar("TRICKLE_TICK_MS", 10, 3_600_000).optional()),
-  TRICKLE_SLICE_BUDGET_MS: z.preprocess(
-    blankToUndefined,
-    integerVar("TRICKLE_SLICE_BUDGET_MS", 10, 900_000).optional(),
-  ),
-  TRICKLE_STEP_TARGET_MS: z.preprocess(
-    blankToUndefined,
-    integerVar("TRICKLE_STEP_TARGET_MS", 1, 60_000).optional(),
-  ),
-  TRICKLE_YIELD_MS: z.preprocess(blankToUndefined, integerVar("TRICKLE_YIELD_MS", 0, 60_000).optional()),
-  TRICKLE_LEASE_TTL_MS: z.preprocess(
-    blankToUndefined,
-    integerVar("TRICKLE_LEASE_TTL_MS", 100, 3_600_000).optional(),
-  ),
-  TRICKLE_SNAPSHOT_TTL_MS: z.preprocess(
-    blankToUndefined,
-    integerVar("TRICKLE_SNAPSHOT_TTL_MS", 0, 600_000).optional(),
-  ),
+  TRICKLE_TICK_MS: integerVar("TRICKLE_TICK_MS", 10, 3_600_000),
+  TRICKLE_SLICE_BUDGET_MS: integerVar("TRICKLE_SLICE_BUDGET_MS", 10, 900_000),
+  TRICKLE_STEP_TARGET_MS: integerVar("TRICKLE_STEP_TARGET_MS", 1, 60_000),
+  TRICKLE_YIELD_MS: integerVar("TRICKLE_YIELD_MS", 0, 60_000),
+  TRICKLE_LEASE_TTL_MS: integerVar("TRICKLE_LEASE_TTL_MS", 100, 3_600_000),
+  TRICKLE_SNAPSHOT_TTL_MS: integerVar("TRICKLE_SNAPSHOT_TTL_MS", 0, 600_000),
 });
 
 /**
