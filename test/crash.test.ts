@@ -25,8 +25,9 @@ import {
   insertCoreScopeRows,
   lastSeenById,
   oneShotResult,
+  prng,
+  sparseTransmissions,
   type TempDb,
-  type TxSpec,
   tempDb,
 } from "./helpers/db.ts";
 
@@ -40,18 +41,6 @@ afterEach(async () => {
   await killAllChildren();
   db.cleanup();
 });
-
-/** Small deterministic PRNG (mulberry32) so the data set is the same on every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomInt(min: number, max: number): number {
   return min + Math.floor(Math.random() * (max - min + 1));
@@ -130,20 +119,8 @@ describe("SIGKILL at random moments", () => {
     // migration needs, so the runner creates that one and can be killed while doing so.
     await client.execute("CREATE INDEX idx_observations_transmission_id ON observations(transmission_id)");
     const random = prng(1725);
-    const txs: TxSpec[] = [];
-    let id = 0n;
-    for (let i = 0; i < 25_000; i++) {
-      id += BigInt(1 + Math.floor(random() * 3)); // sparse keys
-      const observations = Math.floor(random() * 6); // 0–5; orphans keep last_seen = 0
-      txs.push({
-        id,
-        lastSeen: random() < 0.1 ? 1_700_000_000n : 0n,
-        timestamps: Array.from(
-          { length: observations },
-          () => 1_700_000_000n + BigInt(Math.floor(random() * 1e6)),
-        ),
-      });
-    }
+    const txs = sparseTransmissions(random, 25_000);
+    const lastId = txs.at(-1)?.id ?? 0n;
     await insertCoreScopeRows(client, txs);
     const original = await lastSeenById(client);
     const oracle = await oneShotResult(client, db);
@@ -169,7 +146,7 @@ describe("SIGKILL at random moments", () => {
     });
     // The kills really landed in the middle of the run.
     expect(kills.filter((k) => k.cursor !== null).length).toBeGreaterThanOrEqual(10);
-    expect(kills.at(-1)!.cursor! < id).toBe(true);
+    expect(kills.at(-1)!.cursor! < lastId).toBe(true);
 
     await finish(config);
     const row = (await new StateStore(client).get(txLastSeenBackfillV1.name))!;

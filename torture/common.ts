@@ -8,6 +8,8 @@
  */
 import type { Client } from "@libsql/client";
 
+export { prng } from "../test/helpers/db.ts";
+
 export interface ScenarioOptions {
   /** The scale knob (`--kills`): SIGKILLs of the crash scenario; other scenarios scale from it. */
   readonly kills: number;
@@ -71,18 +73,6 @@ export function passed(result: ScenarioResult): boolean {
 export function check(result: ScenarioResult, condition: boolean, problem: string): boolean {
   if (!condition) result.problems.push(problem);
   return condition;
-}
-
-/** Small deterministic PRNG (mulberry32): the same seed gives the same data set and the same disruptions. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** An integer in `[min, max]`. */

@@ -24,8 +24,8 @@ import {
 import {
   createCoreScopeSchema,
   insertCoreScopeRows,
+  sparseTransmissions,
   type TempDb,
-  type TxSpec,
   tempDb,
 } from "../test/helpers/db.ts";
 import {
@@ -69,20 +69,8 @@ export async function crashScenario(options: CrashOptions): Promise<ScenarioResu
       await createCoreScopeSchema(client);
       // CoreScope's single-column index; the runner builds the composite one it needs (and can die doing so).
       await client.execute("CREATE INDEX idx_observations_transmission_id ON observations(transmission_id)");
-      const txs: TxSpec[] = [];
-      let id = 0n;
-      for (let i = 0; i < transmissions; i++) {
-        id += BigInt(1 + Math.floor(random() * 3)); // sparse keys
-        const observations = Math.floor(random() * 6); // 0–5; orphans keep last_seen = 0
-        txs.push({
-          id,
-          lastSeen: random() < 0.1 ? 1_700_000_000n : 0n,
-          timestamps: Array.from(
-            { length: observations },
-            () => 1_700_000_000n + BigInt(Math.floor(random() * 1e6)),
-          ),
-        });
-      }
+      const txs = sparseTransmissions(random, transmissions);
+      const lastId = txs.at(-1)?.id ?? 0n;
       await insertCoreScopeRows(client, txs);
       await client.batch(
         [
@@ -148,7 +136,7 @@ export async function crashScenario(options: CrashOptions): Promise<ScenarioResu
           result.notes.push(`time limit reached after ${round} of ${options.kills} kills`);
           break;
         }
-        options.progress(`kill ${round + 1}/${options.kills}, cursor ${previous ?? "-"} of ${id}`);
+        options.progress(`kill ${round + 1}/${options.kills}, cursor ${previous ?? "-"} of ${lastId}`);
         const child = spawnRunner(`runner-${round}`, { ...config, owner: `runner-${round}` });
         result.runs++;
         let plan: string;

@@ -65,6 +65,40 @@ export interface TxSpec {
   readonly timestamps: readonly bigint[];
 }
 
+/** Small deterministic PRNG (mulberry32), so a generated data set is the same on every run. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * `count` transmissions with sparse keys (gaps of 0–2), 0–5 observations each (orphans keep `last_seen = 0`),
+ * a tenth already backfilled: the crash test's and the torture crash scenario's data.
+ */
+export function sparseTransmissions(random: () => number, count: number): TxSpec[] {
+  const txs: TxSpec[] = [];
+  let id = 0n;
+  for (let i = 0; i < count; i++) {
+    id += BigInt(1 + Math.floor(random() * 3));
+    const observations = Math.floor(random() * 6);
+    txs.push({
+      id,
+      lastSeen: random() < 0.1 ? 1_700_000_000n : 0n,
+      timestamps: Array.from(
+        { length: observations },
+        () => 1_700_000_000n + BigInt(Math.floor(random() * 1e6)),
+      ),
+    });
+  }
+  return txs;
+}
+
 /** Inserts transmissions with their observations in one transaction. */
 export async function insertCoreScopeRows(client: Client, txs: readonly TxSpec[]): Promise<void> {
   const statements = txs.flatMap((tx) => [
