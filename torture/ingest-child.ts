@@ -16,11 +16,8 @@
 import { createClient, type InStatement } from "@libsql/client";
 import { reopenAfterBusy } from "../src/engine/busy-recovery.ts";
 import { classifyError } from "../src/engine/errors.ts";
+import { print, runChild } from "../test/fixtures/child-io.ts";
 import { INGEST_FIRST_TIMESTAMP, type IngestConfig } from "./ingest.ts";
-
-function print(line: Record<string, unknown>): void {
-  process.stdout.write(`${JSON.stringify(line)}\n`);
-}
 
 function observe(id: bigint, ts: bigint, migration: string): InStatement[] {
   const args = { ":id": id, ":ts": ts, ":name": migration };
@@ -120,12 +117,4 @@ async function main(): Promise<void> {
   print({ type: "exit", messages, created, busy });
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    const err = error instanceof Error ? error : new Error(String(error));
-    print({ type: "error", message: err.message });
-    process.stderr.write(`${err.stack ?? err.message}\n`);
-    process.exit(1);
-  },
-);
+runChild(main);
