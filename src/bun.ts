@@ -3,15 +3,16 @@
  *
  *   bun src/bun.ts
  *
- * Configuration is the same environment as on Node (src/config.ts), and so is the database: `DATABASE_URL`
+ * Configuration is the same environment as on Node (src/settings.ts; user-defined migrations through
+ * `TRICKLE_CONFIG`, src/node/config.ts), and so is the database: `DATABASE_URL`
  * `file:…` (default `file:data/trickle.db`, the embedded libSQL client through Bun's Node-API support) or a
  * remote `libsql://`/`https://` URL. Unlike Node (src/node.ts), the runner is not moved to a worker thread: on an
  * embedded database every step runs on the thread that also serves requests, so keep `TRICKLE_STEP_TARGET_MS`
  * small. SIGTERM/SIGINT stop it gracefully (the step in flight finishes, leases are released, exit 0).
  */
-import { loadConfig } from "./config.ts";
-import { loadOperatorConfig } from "./engine/operator-config.ts";
-import { databaseConfigFromEnv, openDatabase } from "./node/database.ts";
+import type { ServiceConfig } from "./config.ts";
+import { loadNodeConfig } from "./node/config.ts";
+import { databaseConfig, openDatabase } from "./node/database.ts";
 import { createService } from "./service.ts";
 
 /** The parts of the `Bun` namespace this entry uses (typed here: the project compiles with Node's types). */
@@ -30,17 +31,15 @@ function fail(message: string): never {
   process.exit(1);
 }
 
-let config: ReturnType<typeof loadConfig>;
-let operator: ReturnType<typeof loadOperatorConfig>;
+let config: ServiceConfig;
 let client: Awaited<ReturnType<typeof openDatabase>>;
 try {
-  config = loadConfig(process.env);
-  operator = loadOperatorConfig(process.env);
-  client = await openDatabase(databaseConfigFromEnv(process.env));
+  config = await loadNodeConfig(process.env);
+  client = await openDatabase(databaseConfig(config));
 } catch (error) {
   fail((error as Error).message);
 }
-const service = createService({ client, config, operator });
+const service = createService({ client, config });
 const names = config.migrations.map((m) => m.name);
 try {
   await service.start();

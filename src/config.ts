@@ -1,162 +1,88 @@
 /**
- * Service configuration from environment variables, validated once at start-up (portable: it only reads the
- * record it is given, so Workers can pass their `env` bindings and Node passes `process.env`).
- *
- * | Variable                  | Default                 | Meaning                                                  |
- * | ------------------------- | ----------------------- | -------------------------------------------------------- |
- * | `PORT`                    | 8787                    | HTTP port (Node, Bun, Deno)                              |
- * | `DATABASE_URL`            | runtime's default       | `file:…`, `libsql://…`, `http(s)://…`                    |
- * | `DATABASE_AUTH_TOKEN`     | –                       | token for a remote database                              |
- * | `ADMIN_TOKEN`             | – (control API off)     | Bearer token of the control API; empty = unset           |
- * | `CRON_SECRET`             | – (HTTP tick off)       | Bearer token of `/api/tick`; empty = unset               |
- * | `TRICKLE_MIGRATIONS`      | the default set         | comma-separated migration names, or `all`                |
- * | `TRICKLE_TICK_MS`         | 1000                    | pause between ticks when no work is left                 |
- * | `TRICKLE_SLICE_BUDGET_MS` | engine default (2000)   | time budget of one slice                                 |
- * | `TRICKLE_STEP_TARGET_MS`  | engine default (50)     | target duration of one step                              |
- * | `TRICKLE_YIELD_MS`        | engine default (10)     | pause between steps so waiting writers get the lock      |
- * | `TRICKLE_LEASE_TTL_MS`    | engine default (15000)  | lease lifetime without a renewing step                   |
- * | `TRICKLE_SNAPSHOT_TTL_MS` | 1000                    | how long a progress snapshot is served before a new read |
- *
- * Invalid values throw an `Error` whose message names the variable. Messages never repeat the value of a
- * secret (`DATABASE_AUTH_TOKEN`, `ADMIN_TOKEN`, `CRON_SECRET`) or of `DATABASE_URL` (it may carry a token).
+ * The service's configuration: the settings (src/settings.ts, where every variable is read and documented)
+ * plus the migrations they select. Portable: `TRICKLE_CONFIG` is read here only in its inline form (JSON text);
+ * a file or module path is read by the Node entries (src/node/config.ts), which pass the definitions in.
  */
-import { z } from "zod";
-import { DEFAULT_TUNING, resolveTuning, type Tuning } from "./engine/tuning.ts";
+import { migrationsFromConfig, parseMigrationsJson } from "./migrations/config-file.ts";
 import type { MigrationDefinition } from "./migrations/define.ts";
-import { BUILTIN_MIGRATIONS, selectMigrations } from "./migrations/registry.ts";
+import { BUILTIN_MIGRATIONS, buildCatalogue, selectMigrations } from "./migrations/registry.ts";
+import { type Env, loadSettings, type Settings } from "./settings.ts";
 
-export const DEFAULT_PORT = 8787;
-export const DEFAULT_TICK_MS = 1000;
-export const DEFAULT_SNAPSHOT_TTL_MS = 1000;
+export {
+  DEFAULT_PORT,
+  DEFAULT_SNAPSHOT_TTL_MS,
+  DEFAULT_TICK_MS,
+  type Env,
+  loadSettings,
+  type Settings,
+} from "./settings.ts";
 
-export interface ServiceConfig {
-  readonly port: number;
-  /** As given; the runtime entry validates and defaults it (Node: src/node/database.ts). */
-  readonly databaseUrl: string | undefined;
-  readonly databaseAuthToken: string | undefined;
-  /** Undefined: the control API answers 403. */
-  readonly adminToken: string | undefined;
-  /** Undefined: `/api/tick` answers 403. */
-  readonly cronSecret: string | undefined;
-  /** The migrations this service registers and runs (`TRICKLE_MIGRATIONS`). */
+export interface ServiceConfig extends Settings {
+  /** The migrations this service registers and runs (`TRICKLE_MIGRATIONS`, default: see `buildCatalogue`). */
   readonly migrations: readonly MigrationDefinition[];
-  /** Engine tuning with the environment's overrides applied. */
-  readonly tuning: Tuning;
-  readonly tickMs: number;
-  readonly snapshotTtlMs: number;
+  /** Every migration known here — built-in and user-defined — enabled or not (commands that take a name). */
+  readonly catalogue: readonly MigrationDefinition[];
 }
 
-export type Env = Readonly<Record<string, string | undefined>>;
-
-const blankToUndefined = (value: unknown) =>
-  typeof value === "string" && value.trim() === "" ? undefined : value;
-
-/**
- * An optional integer variable in `[min, max]` (blank means unset); the message names the variable and the
- * range, never a secret.
- */
-function integerVar(name: string, min: number, max: number) {
-  return z.preprocess(
-    blankToUndefined,
-    z
-      .string()
-      .trim()
-      .regex(/^\d+$/, { error: `${name} must be a whole number of milliseconds between ${min} and ${max}` })
-      .transform(Number)
-      .pipe(
-        z
-          .number()
-          .int()
-          .min(min, { error: `${name} must be at least ${min}` })
-          .max(max, { error: `${name} must be at most ${max}` }),
-      )
-      .optional(),
-  );
-}
-
-/** A secret: empty or blank means unset; whitespace inside is almost surely a copy-and-paste mistake. */
-function secretVar(name: string) {
-  return z
-    .string()
-    .transform((v) => v.trim())
-    .refine((v) => !/\s/.test(v), { error: `${name} must not contain whitespace` })
-    .transform((v) => (v === "" ? undefined : v));
-}
-
-const EnvSchema = z.object({
-  PORT: z.preprocess(
-    blankToUndefined,
-    z
-      .string()
-      .trim()
-      .regex(/^\d+$/, { error: "PORT must be a TCP port number between 0 and 65535" })
-      .transform(Number)
-      .pipe(z.number().int().max(65_535, { error: "PORT must be a TCP port number between 0 and 65535" }))
-      .optional(),
-  ),
-  DATABASE_URL: z.preprocess(blankToUndefined, z.string().trim().optional()),
-  DATABASE_AUTH_TOKEN: secretVar("DATABASE_AUTH_TOKEN").optional(),
-  ADMIN_TOKEN: secretVar("ADMIN_TOKEN").optional(),
-  CRON_SECRET: secretVar("CRON_SECRET").optional(),
-  TRICKLE_MIGRATIONS: z.string().optional(),
-  TRICKLE_TICK_MS: integerVar("TRICKLE_TICK_MS", 10, 3_600_000),
-  TRICKLE_SLICE_BUDGET_MS: integerVar("TRICKLE_SLICE_BUDGET_MS", 10, 900_000),
-  TRICKLE_STEP_TARGET_MS: integerVar("TRICKLE_STEP_TARGET_MS", 1, 60_000),
-  TRICKLE_YIELD_MS: integerVar("TRICKLE_YIELD_MS", 0, 60_000),
-  TRICKLE_LEASE_TTL_MS: integerVar("TRICKLE_LEASE_TTL_MS", 100, 3_600_000),
-  TRICKLE_SNAPSHOT_TTL_MS: integerVar("TRICKLE_SNAPSHOT_TTL_MS", 0, 600_000),
-});
+/** Where user-defined migrations came from, for messages: `TRICKLE_CONFIG` or the CLI's `--config`. */
+export type ConfigLabel = "TRICKLE_CONFIG" | "--config";
 
 /**
  * Parses and checks the configuration. Throws an `Error` naming the first bad variable.
  *
- * `available` is the catalogue `TRICKLE_MIGRATIONS` picks from (default: the built-in migrations).
+ * `available` is the catalogue's fixed part (default: the built-in migrations). `userMigrations` are the
+ * definitions `TRICKLE_CONFIG` names, already loaded by a runtime that can read files; when they are not given,
+ * `TRICKLE_CONFIG` must be inline JSON (the form Workers use).
  */
 export function loadConfig(
   env: Env,
   available: readonly MigrationDefinition[] = BUILTIN_MIGRATIONS,
+  userMigrations?: readonly MigrationDefinition[],
 ): ServiceConfig {
-  // Only our variables are looked at, so nothing else in the environment can end up in an error message.
-  const ours = Object.fromEntries(Object.keys(EnvSchema.shape).map((k) => [k, env[k]]));
-  const parsed = EnvSchema.safeParse(ours);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const variable = String(issue?.path[0] ?? "environment");
-    const message = issue?.message ?? "invalid value";
-    throw new Error(message.startsWith(variable) ? message : `${variable}: ${message}`);
-  }
-  const e = parsed.data;
+  const settings = loadSettings(env);
+  const user = userMigrations ?? inlineMigrations(settings.migrationsConfig);
+  return configFromSettings(settings, available, user);
+}
 
+/** The settings plus the migrations they select from `available` and the user's definitions. */
+export function configFromSettings(
+  settings: Settings,
+  available: readonly MigrationDefinition[],
+  user: readonly MigrationDefinition[],
+  label: ConfigLabel = "TRICKLE_CONFIG",
+): ServiceConfig {
+  let catalogue: ReturnType<typeof buildCatalogue>;
+  try {
+    catalogue = buildCatalogue(available, user);
+  } catch (error) {
+    throw new Error(`${label}: ${(error as Error).message}`);
+  }
   let migrations: MigrationDefinition[];
   try {
-    migrations = selectMigrations(e.TRICKLE_MIGRATIONS, available);
+    migrations = selectMigrations(settings.migrationNames, catalogue.available, catalogue.defaults);
   } catch (error) {
     throw new Error(`TRICKLE_MIGRATIONS: ${(error as Error).message}`);
   }
+  return { ...settings, migrations, catalogue: catalogue.available };
+}
 
-  const overrides: Partial<Tuning> = {
-    ...(e.TRICKLE_SLICE_BUDGET_MS !== undefined ? { sliceBudgetMs: e.TRICKLE_SLICE_BUDGET_MS } : {}),
-    ...(e.TRICKLE_STEP_TARGET_MS !== undefined ? { stepTargetMs: e.TRICKLE_STEP_TARGET_MS } : {}),
-    ...(e.TRICKLE_YIELD_MS !== undefined ? { yieldMs: e.TRICKLE_YIELD_MS } : {}),
-    ...(e.TRICKLE_LEASE_TTL_MS !== undefined ? { leaseTtlMs: e.TRICKLE_LEASE_TTL_MS } : {}),
-  };
-  const tuning = resolveTuning(DEFAULT_TUNING, overrides);
-  // A lease must outlive a slice, or a runner would lose its own lease in the middle of every slice.
-  if (tuning.leaseTtlMs <= tuning.sliceBudgetMs) {
-    throw new Error(
-      `TRICKLE_LEASE_TTL_MS (${tuning.leaseTtlMs}) must be greater than TRICKLE_SLICE_BUDGET_MS (${tuning.sliceBudgetMs})`,
-    );
+/**
+ * `TRICKLE_CONFIG` where no file can be read: inline JSON text (starting with `{`), or already an object (a
+ * Workers `[vars]` binding). Undefined means no user migrations. Errors name `TRICKLE_CONFIG`.
+ */
+export function inlineMigrations(config: unknown): MigrationDefinition[] {
+  if (config === undefined) return [];
+  try {
+    if (typeof config === "string") {
+      if (!config.trimStart().startsWith("{")) {
+        throw new Error(
+          "names a file, which this runtime cannot read; give the JSON itself (starting with {) or an object binding",
+        );
+      }
+      return parseMigrationsJson(config);
+    }
+    return migrationsFromConfig(config, { allowStep: false });
+  } catch (error) {
+    throw new Error(`TRICKLE_CONFIG: ${(error as Error).message}`);
   }
-
-  return {
-    port: e.PORT ?? DEFAULT_PORT,
-    databaseUrl: e.DATABASE_URL,
-    databaseAuthToken: e.DATABASE_AUTH_TOKEN,
-    adminToken: e.ADMIN_TOKEN,
-    cronSecret: e.CRON_SECRET,
-    migrations,
-    tuning,
-    tickMs: e.TRICKLE_TICK_MS ?? DEFAULT_TICK_MS,
-    snapshotTtlMs: e.TRICKLE_SNAPSHOT_TTL_MS ?? DEFAULT_SNAPSHOT_TTL_MS,
-  };
 }

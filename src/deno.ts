@@ -3,7 +3,8 @@
  *
  *   deno run --unstable-cron --allow-net --allow-env --allow-read --allow-write --allow-ffi src/deno.ts
  *
- * Configuration is the same environment as on Node (src/config.ts). `DATABASE_URL`:
+ * Configuration is the same environment as on Node (src/settings.ts), user-defined migrations (`TRICKLE_CONFIG`: a
+ * JSON file, a module, or inline JSON) included, read by the same loader (src/node/config.ts). `DATABASE_URL`:
  * - `file:…` (default `file:data/trickle.db`): the embedded libSQL client, Node's native addon loaded through
  *   Deno's npm compatibility (needs `--allow-ffi`, `--allow-read`, `--allow-write`). Every step then runs on the
  *   thread that also serves requests; keep `TRICKLE_STEP_TARGET_MS` small.
@@ -17,8 +18,8 @@
  * `TRICKLE_SLICE_BUDGET_MS`.
  */
 import type { Client } from "@libsql/client";
-import { loadConfig } from "./config.ts";
-import { loadOperatorConfig } from "./engine/operator-config.ts";
+import type { ServiceConfig } from "./config.ts";
+import { loadNodeConfig } from "./node/config.ts";
 import { createService } from "./service.ts";
 import { openRemoteClient } from "./worker/remote-client.ts";
 
@@ -40,7 +41,6 @@ interface DenoApi {
   exit(code?: number): never;
 }
 
-const DEFAULT_CRON = "* * * * *";
 const deno = (globalThis as unknown as { Deno: DenoApi }).Deno;
 
 function fail(message: string): never {
@@ -49,35 +49,34 @@ function fail(message: string): never {
   return deno.exit(1);
 }
 
-async function openClient(url: string | undefined, authToken: string | undefined): Promise<Client> {
+async function openClient(config: ServiceConfig): Promise<Client> {
+  const url = config.databaseUrl;
   if (url === undefined || /^file:/i.test(url)) {
     // Imported only for files: the Node entry of @libsql/client loads its native addon as soon as it is imported.
-    const { databaseConfigFromEnv, openDatabase } = await import("./node/database.ts");
-    return openDatabase(databaseConfigFromEnv(deno.env.toObject()));
+    const { databaseConfig, openDatabase } = await import("./node/database.ts");
+    return openDatabase(databaseConfig(config));
   }
-  return openRemoteClient(url, authToken, "Deno");
+  return openRemoteClient(url, config.databaseAuthToken, "Deno");
 }
 
-let config: ReturnType<typeof loadConfig>;
-let operator: ReturnType<typeof loadOperatorConfig>;
+let config: ServiceConfig;
 try {
-  config = loadConfig(deno.env.toObject());
-  operator = loadOperatorConfig(deno.env.toObject());
+  config = await loadNodeConfig(deno.env.toObject());
 } catch (error) {
   fail((error as Error).message);
 }
 if (typeof deno.cron !== "function") {
   fail('Deno.cron is unavailable: run with --unstable-cron (or set `unstable: ["cron"]` in deno.json)');
 }
-const cronSchedule = deno.env.toObject().TRICKLE_DENO_CRON?.trim() || DEFAULT_CRON;
+const cronSchedule = config.denoCron;
 
 let client: Client;
 try {
-  client = await openClient(config.databaseUrl, config.databaseAuthToken);
+  client = await openClient(config);
 } catch (error) {
   fail((error as Error).message);
 }
-const service = createService({ client, config, operator });
+const service = createService({ client, config });
 const names = config.migrations.map((m) => m.name);
 
 // Deno Deploy requires crons to be registered while the module is evaluated, before it serves. The promise

@@ -14,8 +14,14 @@
 
 // HTTP
 export { type AppConfig, type AppDeps, createApp, type SnapshotSource } from "./app.ts";
-// Configuration
-export { type Env, loadConfig, type ServiceConfig } from "./config.ts";
+// Configuration: every setting (src/settings.ts) and the migrations it selects
+export {
+  configFromSettings,
+  type Env,
+  inlineMigrations,
+  loadConfig,
+  type ServiceConfig,
+} from "./config.ts";
 export type { Clock } from "./engine/clock.ts";
 export {
   type ControlAction,
@@ -34,6 +40,15 @@ export {
   dryRunMigration,
   projectRun,
 } from "./engine/dry-run.ts";
+// The engine, assembled as every runtime assembles it
+export {
+  createControls,
+  createEngine,
+  createRunner,
+  type Engine,
+  type EngineOptions,
+  type EngineSettings,
+} from "./engine/engine.ts";
 export { type ClassifiedError, classifyError } from "./engine/errors.ts";
 export type { RunnerEvent, RunnerEventListener } from "./engine/events.ts";
 export {
@@ -67,6 +82,11 @@ export {
 } from "./engine/state-store.ts";
 export type { ThrottleConfig, ThrottlePolicy } from "./engine/throttle.ts";
 export { DEFAULT_TUNING, resolveTuning, type Tuning } from "./engine/tuning.ts";
+export {
+  migrationsFromConfig,
+  migrationsFromModule,
+  parseMigrationsJson,
+} from "./migrations/config-file.ts";
 // Definitions
 export {
   type CustomMigration,
@@ -80,7 +100,13 @@ export {
   type StepRange,
   type UpdateMigration,
 } from "./migrations/define.ts";
-export { BUILTIN_MIGRATIONS, DEFAULT_ENABLED, selectMigrations } from "./migrations/registry.ts";
+export {
+  BUILTIN_MIGRATIONS,
+  buildCatalogue,
+  type Catalogue,
+  DEFAULT_ENABLED,
+  selectMigrations,
+} from "./migrations/registry.ts";
 // Progress and the read path
 export { computeProgress, type ProgressFigures } from "./progress/rate.ts";
 export {
@@ -101,4 +127,11 @@ export { tickRoutes } from "./routes/tick.ts";
 export { uiRoutes } from "./routes/ui.ts";
 
 // The whole service in one process
-export { createService, logStateChange, type Service, type ServiceOptions } from "./service.ts";
+export {
+  createService,
+  logStateChange,
+  type Service,
+  type ServiceOptions,
+  type ServiceSettings,
+} from "./service.ts";
+export { loadSettings, SETTINGS_VARIABLES, type Settings } from "./settings.ts";

@@ -1,6 +1,7 @@
 /**
  * The service in one process, for runtimes without threads (Workers, Deno, Bun) and for tests: the runner, its
- * scheduler, the snapshot cache it publishes into, the audited controls, and the app — all on one client.
+ * scheduler, the snapshot cache it publishes into, the audited controls, and the app — all on one client. The
+ * engine is assembled by src/engine/engine.ts, as on every other runtime; this adds the app and the lifecycle.
  *
  * Portable: no `node:*` imports. The Node entry does not use this (there the engine runs in a worker thread,
  * see src/node/server.ts) because the embedded libSQL client would run every step on the request thread.
@@ -10,22 +11,29 @@ import type { Client } from "@libsql/client";
 import type { Hono } from "hono";
 import { createApp } from "./app.ts";
 import type { ServiceConfig } from "./config.ts";
-import { MigrationControls } from "./engine/controls.ts";
+import type { MigrationControls } from "./engine/controls.ts";
+import { createEngine, type EngineSettings } from "./engine/engine.ts";
 import { classifyError } from "./engine/errors.ts";
 import type { RunnerEvent } from "./engine/events.ts";
-import { type LifecycleEvent, onLifecycle, WebhookNotifier } from "./engine/hooks.ts";
-import { DEFAULT_OPERATOR_CONFIG, type OperatorConfig } from "./engine/operator-config.ts";
-import { Runner, type SliceResult } from "./engine/runner.ts";
-import { Scheduler } from "./engine/scheduler.ts";
+import { type LifecycleEvent, onLifecycle, type WebhookNotifier } from "./engine/hooks.ts";
+import type { OperatorConfig } from "./engine/operator-config.ts";
+import type { Runner, SliceResult } from "./engine/runner.ts";
+import type { Scheduler } from "./engine/scheduler.ts";
 import { resolveTuning } from "./engine/tuning.ts";
-import { buildSnapshot, SnapshotCache, SnapshotPublisher } from "./progress/snapshot.ts";
+import type { SnapshotCache, SnapshotPublisher } from "./progress/snapshot.ts";
+import { loadSettings } from "./settings.ts";
+
+/** What the service reads from its configuration: `loadConfig(env)` gives all of it. */
+export type ServiceSettings = Pick<
+  ServiceConfig,
+  "adminToken" | "cronSecret" | "migrations" | "tuning" | "tickMs" | "snapshotTtlMs"
+> &
+  Partial<Pick<ServiceConfig, "throttle" | "stuckAfterMs" | "webhook">>;
 
 export interface ServiceOptions {
   readonly client: Client;
-  readonly config: Pick<
-    ServiceConfig,
-    "adminToken" | "cronSecret" | "migrations" | "tuning" | "tickMs" | "snapshotTtlMs"
-  >;
+  /** `loadConfig(env)`; the operator settings (throttle, stuck threshold, webhook) default to none / 10 min. */
+  readonly config: ServiceSettings;
   /** Lease owner id of this process's runner (default: a random one). */
   readonly owner?: string;
   /** One line per state change and per unexpected error. Default: console.log. */
@@ -35,8 +43,8 @@ export interface ServiceOptions {
   /** Wall clock in ms for snapshot ages (tests inject one). Default: `Date.now`. */
   readonly now?: () => number;
   /**
-   * Throttling, stuck detection, the lifecycle webhook and the quarantine cap (`loadOperatorConfig(env)`).
-   * Default: no throttling, stuck after 10 min, no webhook.
+   * @deprecated `loadConfig(env)` already holds the operator settings. When given, these replace the config's
+   * throttling, stuck threshold and webhook, and add their tuning.
    */
   readonly operator?: OperatorConfig;
 }
@@ -65,82 +73,48 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+/** Operator settings when the config leaves them out (a hand-built config): the environment's defaults. */
+const DEFAULTS = loadSettings({});
+
+function engineSettings(config: ServiceSettings, operator: OperatorConfig | undefined): EngineSettings {
+  return {
+    tuning: operator ? resolveTuning(config.tuning, operator.tuning) : config.tuning,
+    tickMs: config.tickMs,
+    snapshotTtlMs: config.snapshotTtlMs,
+    throttle: operator?.throttle ?? config.throttle ?? DEFAULTS.throttle,
+    stuckAfterMs: operator?.stuckAfterMs ?? config.stuckAfterMs ?? DEFAULTS.stuckAfterMs,
+    webhook: operator ? operator.webhook : config.webhook,
+  };
+}
+
 export function createService(options: ServiceOptions): Service {
   const { client, config } = options;
   const log = options.log ?? ((line: string) => console.log(line));
   const now = options.now ?? Date.now;
-  const operator = options.operator ?? DEFAULT_OPERATOR_CONFIG;
-  const tuning = resolveTuning(config.tuning, operator.tuning);
-  const runner = new Runner({
+  const settings = engineSettings(config, options.operator);
+  const engine = createEngine({
     client,
+    settings,
     migrations: config.migrations,
-    tuning,
-    throttle: operator.throttle,
+    log,
+    now,
     ...(options.owner !== undefined ? { owner: options.owner } : {}),
+    ...(options.unrefTimers !== undefined ? { unrefTimers: options.unrefTimers } : {}),
   });
-  const names = runner.migrations.map((m) => m.name);
-  const stuckAfterMs = operator.stuckAfterMs;
-  const notifier = operator.webhook ? new WebhookNotifier({ ...operator.webhook, log }) : undefined;
-  notifier?.attach(runner);
-
-  let publisher: SnapshotPublisher | undefined;
-  const snapshots = new SnapshotCache({
-    ttlMs: config.snapshotTtlMs,
-    now,
-    read: async () =>
-      buildSnapshot(await runner.store.list(), {
-        names,
-        takenAt: now(),
-        runnerState: runner.state(),
-        stuckAfterMs,
-        ...(publisher
-          ? { steps: publisher.recorder.history(), stepHistogram: publisher.recorder.histograms() }
-          : {}),
-      }),
-  });
-  publisher = new SnapshotPublisher({
-    runner,
-    names,
-    now,
-    stuckAfterMs,
-    publish: (s) => snapshots.publish(s),
-  });
+  const { runner, scheduler, snapshots, controls, notifier } = engine;
+  const publisher = engine.publisher as SnapshotPublisher; // always present: `publish` is not false here
   runner.on(logStateChange(log));
 
-  const scheduler = new Scheduler({
-    runSlice: (budgetMs, signal) => runner.runSlice(budgetMs, signal),
-    sliceBudgetMs: config.tuning.sliceBudgetMs,
-    tickMs: config.tickMs,
-    yieldMs: config.tuning.yieldMs,
-    unref: options.unrefTimers ?? false,
-    onSlice: (result) => {
-      if (result.steps > 0) void publisher?.refresh();
-    },
-    onError: (error) => log(`trickle: slice failed: ${(error as Error)?.message ?? String(error)}`),
-  });
-
-  const controls = new MigrationControls({
-    client,
-    migrations: config.migrations,
-    tuning,
-    source: "http",
-    onChange: () => {
-      snapshots.invalidate();
-      scheduler.wake();
-    },
-  });
-
-  const tick = (budgetMs: number = config.tuning.sliceBudgetMs) => scheduler.runOnce(budgetMs);
   const app = createApp({
     config: {
       adminToken: config.adminToken,
       cronSecret: config.cronSecret,
-      sliceBudgetMs: config.tuning.sliceBudgetMs,
-      stuckAfterMs,
+      sliceBudgetMs: settings.tuning.sliceBudgetMs,
+      stuckAfterMs: settings.stuckAfterMs,
     },
     snapshots,
     controls,
-    tick,
+    tick: engine.tick,
     now,
     log,
   });
@@ -153,12 +127,12 @@ export function createService(options: ServiceOptions): Service {
     controls,
     publisher,
     notifier,
-    tick,
+    tick: engine.tick,
     onLifecycle: (listener) => onLifecycle(runner, listener),
     hooksIdle: () => notifier?.idle() ?? Promise.resolve(),
     async start() {
       try {
-        await runner.init();
+        await engine.init();
       } catch (error) {
         // Locked or unreachable (a remote database still starting): start anyway. /api/healthz answers 503 with
         // the reason until the state can be read, and every slice retries init(). Static problems in a
@@ -167,19 +141,8 @@ export function createService(options: ServiceOptions): Service {
       }
       scheduler.start();
     },
-    async stop() {
-      await scheduler.stop();
-      publisher?.stop();
-      // Give webhook deliveries in flight a bounded chance to finish; they never hold a step.
-      if (notifier && notifier.pending > 0) await Promise.race([notifier.idle(), delay(HOOKS_STOP_WAIT_MS)]);
-    },
+    stop: () => engine.stop(),
   };
-}
-
-const HOOKS_STOP_WAIT_MS = 5_000;
-
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** A listener that logs one line per state change (never per step). */

@@ -177,7 +177,7 @@ describe("usage and configuration errors", () => {
       [{ DATABASE_URL: "postgres://user:secret@db/x" }, /DATABASE_URL has unsupported scheme "postgres:"/],
       [
         { DATABASE_URL: db.url, TRICKLE_BUSY_TIMEOUT_MS: "soon" },
-        /TRICKLE_BUSY_TIMEOUT_MS must be an integer/,
+        /TRICKLE_BUSY_TIMEOUT_MS must be a whole number/,
       ],
       [
         { DATABASE_URL: db.url, TRICKLE_MIGRATIONS: "nope_v1" },
@@ -219,8 +219,8 @@ describe("usage and configuration errors", () => {
       [{ DATABASE_URL: "file://otherhost/x.db" }, /^DATABASE_URL: a file: URL with an absolute path/],
       [{ DATABASE_URL: "file:" }, /^DATABASE_URL: the file: URL has no path/],
       [{ DATABASE_AUTH_TOKEN: "a b" }, /^DATABASE_AUTH_TOKEN must not contain whitespace/],
-      [{ TRICKLE_BUSY_TIMEOUT_MS: "-1" }, /^TRICKLE_BUSY_TIMEOUT_MS must be an integer/],
-      [{ TRICKLE_BUSY_TIMEOUT_MS: "1.5" }, /^TRICKLE_BUSY_TIMEOUT_MS must be an integer/],
+      [{ TRICKLE_BUSY_TIMEOUT_MS: "-1" }, /^TRICKLE_BUSY_TIMEOUT_MS must be a whole number/],
+      [{ TRICKLE_BUSY_TIMEOUT_MS: "1.5" }, /^TRICKLE_BUSY_TIMEOUT_MS must be a whole number/],
     ];
     for (const [env, message] of bad) {
       expect(() => databaseConfigFromEnv(env), JSON.stringify(env)).toThrow(message);

@@ -58,7 +58,7 @@ export type Command =
       readonly migrations: string | undefined;
     };
 
-export const USAGE = `Usage: npm run trickle -- <command> [options]
+export const USAGE = `Usage: npm run trickle -- <command> [options] [--config FILE]
 
 Commands:
   seed [--transmissions N] [--observations M] [--legacy-fraction F] [--seed S]
@@ -81,16 +81,54 @@ Commands:
         Change a migration's status.
   help  Show this text.
 
-Environment:
+Options for every command:
+  --config FILE            user-defined migrations (JSON, or a .ts/.js module); wins over TRICKLE_CONFIG
+
+Environment (the same variables, with the same meaning, as the server's; see README "Configuration"):
   DATABASE_URL             file:…, libsql://…, http(s)://…, ws(s)://… (default file:data/trickle.db)
   DATABASE_AUTH_TOKEN      token for a remote database
   TRICKLE_BUSY_TIMEOUT_MS  busy timeout of local connections in ms (default 100)
-  TRICKLE_MIGRATIONS       enabled migrations: comma-separated names or "all" (default tx_last_seen_backfill_v1)
+  TRICKLE_CONFIG           user-defined migrations: a JSON file, a .ts/.js module, or inline JSON; they are
+                           enabled by default next to tx_last_seen_backfill_v1
+  TRICKLE_MIGRATIONS       enabled migrations: comma-separated names, "all" or "none"
+  TRICKLE_SLICE_BUDGET_MS, TRICKLE_STEP_TARGET_MS, TRICKLE_YIELD_MS, TRICKLE_LEASE_TTL_MS
+                           engine tuning, as for the server
   TRICKLE_QUIET_HOURS, TRICKLE_PROBE_SQL, TRICKLE_PROBE_MAX_MS, TRICKLE_THROTTLE_BUSY_RATE, …
                            throttling of run (see README "Throttling"); TRICKLE_STUCK_AFTER_MS for status;
                            TRICKLE_WEBHOOK_URL for lifecycle webhooks; TRICKLE_MAX_QUARANTINED (default 1000)
 
 Exit codes: 0 ok, 1 failed/conflict/work left, 2 usage or configuration error.`;
+
+/**
+ * Takes the global `--config FILE` (or `--config=FILE`) out of `argv`, wherever it is. Throws `UsageError` when
+ * it has no value or is given twice.
+ */
+export function splitConfigOption(argv: readonly string[]): {
+  argv: string[];
+  configFile: string | undefined;
+} {
+  const rest: string[] = [];
+  let configFile: string | undefined;
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg !== "--config" && !arg.startsWith("--config=")) {
+      rest.push(arg);
+      continue;
+    }
+    if (configFile !== undefined) throw new UsageError("option --config given twice");
+    let value: string | undefined;
+    if (arg === "--config") {
+      value = argv[i + 1];
+      if (value === undefined || value.startsWith("--")) throw new UsageError("option --config needs a file");
+      i++;
+    } else {
+      value = arg.slice("--config=".length);
+    }
+    if (value.trim() === "") throw new UsageError("option --config needs a file");
+    configFile = value;
+  }
+  return { argv: rest, configFile };
+}
 
 type FlagKind = "boolean" | "integer" | "fraction" | "string" | "keys";
 

@@ -5,17 +5,12 @@
 import { randomUUID } from "node:crypto";
 import { hostname } from "node:os";
 import type { Client } from "@libsql/client";
-import { MigrationControls } from "../engine/controls.ts";
 import { type DryRunReport, dryRunMigration } from "../engine/dry-run.ts";
+import { createControls, createEngine, createRunner, type EngineSettings } from "../engine/engine.ts";
 import type { RunnerEvent } from "../engine/events.ts";
-import { WebhookNotifier } from "../engine/hooks.ts";
-import type { OperatorConfig } from "../engine/operator-config.ts";
 import { MigrationPlan } from "../engine/plan.ts";
-import { Runner } from "../engine/runner.ts";
 import { type MigrationRow, STATE_TABLE, StateStore } from "../engine/state-store.ts";
-import { resolveTuning } from "../engine/tuning.ts";
 import { type MigrationDefinition, resolveMigration } from "../migrations/define.ts";
-import { BUILTIN_MIGRATIONS } from "../migrations/registry.ts";
 import { computeProgress } from "../progress/rate.ts";
 import { seedCoreScope } from "../seed/corescope.ts";
 import type { Command, ControlCommandName } from "./args.ts";
@@ -214,14 +209,14 @@ function describeRows(rows: readonly MigrationRow[], nowMs: number, stuckAfterMs
 export async function statusCommand(
   client: Client,
   command: Of<"status">,
-  operator: Pick<OperatorConfig, "stuckAfterMs">,
+  settings: Pick<EngineSettings, "stuckAfterMs">,
 ): Promise<number> {
   const rows = await readRows(client);
   const now = Date.now();
   if (command.json) {
     out(
       JSON.stringify(
-        rows.map((row) => statusJson(row, now, operator.stuckAfterMs)),
+        rows.map((row) => statusJson(row, now, settings.stuckAfterMs)),
         null,
         2,
       ),
@@ -232,7 +227,7 @@ export async function statusCommand(
     out("no migrations recorded in this database yet (run `trickle run` or start the server)");
     return 0;
   }
-  for (const line of describeRows(rows, now, operator.stuckAfterMs)) out(line);
+  for (const line of describeRows(rows, now, settings.stuckAfterMs)) out(line);
   return 0;
 }
 
@@ -361,17 +356,19 @@ export async function runCommand(
   client: Client,
   command: Of<"run">,
   migrations: readonly MigrationDefinition[],
-  operator: OperatorConfig,
+  settings: EngineSettings,
 ): Promise<number> {
-  const runner = new Runner({
+  // The same engine as the server's: every TRICKLE_* tuning and throttling variable means the same thing here.
+  // Slices run in the foreground (no scheduler), and nobody reads snapshots (no publisher).
+  const { runner, notifier } = createEngine({
     client,
+    settings,
     migrations,
     owner: `cli-${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
-    tuning: operator.tuning,
-    throttle: operator.throttle,
+    log: err,
+    publish: false,
+    source: "cli",
   });
-  const notifier = operator.webhook ? new WebhookNotifier({ ...operator.webhook, log: err }) : undefined;
-  notifier?.attach(runner);
   await runner.init();
   const names = new Set(runner.migrations.map((m) => m.name));
   const before = (await runner.store.list()).filter((row) => names.has(row.name));
@@ -410,7 +407,7 @@ export async function runCommand(
   const now = Date.now();
   const seconds = ((performance.now() - began) / 1000).toFixed(1);
   out(`run finished in ${seconds} s${received ? ` (stopped by ${received})` : ""}:`);
-  for (const line of describeRows(after, now, operator.stuckAfterMs)) out(`  ${line}`);
+  for (const line of describeRows(after, now, settings.stuckAfterMs)) out(`  ${line}`);
   // Reasons only this process knows (not yet written to the row), e.g. a transient error it backed off from.
   for (const state of runner.state()) {
     const row = after.find((r) => r.name === state.name);
@@ -538,7 +535,7 @@ export async function dryRunCommand(
   client: Client,
   command: Of<"dry-run">,
   migrations: readonly MigrationDefinition[],
-  operator: OperatorConfig,
+  settings: Pick<EngineSettings, "tuning">,
 ): Promise<number> {
   const rows = await readRows(client);
   const reports: { report: DryRunReport; state: string }[] = [];
@@ -546,7 +543,7 @@ export async function dryRunCommand(
     const migration = resolveMigration(definition);
     const state = rows.find((r) => r.name === migration.name)?.status ?? "not registered";
     const report = await dryRunMigration(client, migration, {
-      tuning: resolveTuning(operator.tuning),
+      tuning: settings.tuning,
       ...(command.batchSize !== undefined ? { batchSize: command.batchSize } : {}),
       ...(command.tickIntervalMs !== undefined ? { tickIntervalMs: command.tickIntervalMs } : {}),
     });
@@ -573,6 +570,7 @@ export async function failuresCommand(
   client: Client,
   command: Of<"failures">,
   migrations: readonly MigrationDefinition[],
+  settings: Pick<EngineSettings, "tuning">,
 ): Promise<number> {
   const name = command.migration;
   const store = new StateStore(client);
@@ -580,7 +578,7 @@ export async function failuresCommand(
     err(`trickle: no migration named "${name}" in this database`);
     return 2;
   }
-  const controls = new MigrationControls({ client, migrations, tuning: resolveTuning(), source: "cli" });
+  const controls = createControls({ client, settings, migrations, source: "cli" });
   if (command.retry) {
     const keys = command.keys?.map((k) => BigInt(k));
     const result = await controls.retryFailures(name, keys);
@@ -630,11 +628,12 @@ export async function controlCommand(
   action: ControlCommandName,
   name: string,
   migrations: readonly MigrationDefinition[],
+  settings: Pick<EngineSettings, "tuning" | "throttle">,
 ): Promise<number> {
-  const runner = new Runner({ client, migrations });
+  const runner = createRunner({ client, settings, migrations });
   await runner.init();
   // Through MigrationControls so that CLI actions land in the same audit trail as the control API's.
-  const controls = new MigrationControls({ client, migrations, tuning: runner.tuning, source: "cli" });
+  const controls = createControls({ client, settings, migrations, source: "cli" });
   const result = await controls.act(name, action);
   switch (result.status) {
     case "ok":
@@ -647,9 +646,4 @@ export async function controlCommand(
       err(`trickle: ${name}: ${result.message}`);
       return 1;
   }
-}
-
-/** The named built-in migration, or `undefined`. */
-export function builtinByName(name: string): MigrationDefinition | undefined {
-  return BUILTIN_MIGRATIONS.find((m) => m.name === name);
 }

@@ -165,11 +165,9 @@ export class MigrationControls implements ControlPort {
     }
     // The engine ignores overrides that do not validate; refuse them here instead, where someone can see why.
     const base = resolveTuning(this.#options.tuning, this.#definitions.get(name)?.tuning as Partial<Tuning>);
-    try {
-      resolveTuning(base, merged as Partial<Tuning>);
-    } catch (error) {
-      const message = (error as Error).message;
-      const field = Object.keys(TUNABLE_FIELDS).find((f) => message.includes(f)) ?? "body";
+    const problem = tuningProblem(base, merged, patch);
+    if (problem) {
+      const { field, message } = problem;
       await this.#audit({
         name,
         action: "tune",
@@ -206,12 +204,23 @@ export class MigrationControls implements ControlPort {
       action: "dry-run",
       from: report.status,
       to: report.status,
-      result: "ok",
+      result: report.failure ? "step-failed" : "ok",
       detail: {
         blockedBy: report.blockedBy,
         rowsTotal: report.candidates?.rowsTotal.toString() ?? null,
         stepMs: report.step?.durationMs ?? null,
         projectedSeconds: report.projection?.wallSeconds ?? null,
+        ...(report.failure
+          ? {
+              failure: {
+                phase: report.failure.phase,
+                fromKey: report.failure.fromKey?.toString() ?? null,
+                toKey: report.failure.toKey?.toString() ?? null,
+                code: report.failure.code,
+                message: report.failure.message,
+              },
+            }
+          : {}),
       },
     });
     return report;
@@ -289,6 +298,43 @@ export class MigrationControls implements ControlPort {
       args: [entry.name, entry.action, entry.from, entry.to, entry.result, detail],
     });
   }
+}
+
+/**
+ * Why live overrides `merged` (the stored ones with `patch` applied) cannot apply on top of `base`, naming the
+ * field; undefined when they can. Besides each knob's own bounds, whatever holds the lease without renewing it
+ * must fit in the lease TTL, as the settings require of the configured slice budget: a slice's budget, and a
+ * step with the yield after it (a longer one loses the lease in the middle of the slice).
+ */
+function tuningProblem(
+  base: Tuning,
+  merged: Readonly<Record<string, number>>,
+  patch: TuningPatch,
+): { field: string; message: string } | undefined {
+  let tuning: Tuning;
+  try {
+    tuning = resolveTuning(base, merged as Partial<Tuning>);
+  } catch (error) {
+    const message = (error as Error).message;
+    const field = Object.keys(TUNABLE_FIELDS).find((f) => message.includes(f)) ?? "body";
+    return { field, message };
+  }
+  const ttl = `the lease TTL (TRICKLE_LEASE_TTL_MS = ${tuning.leaseTtlMs})`;
+  if (tuning.sliceBudgetMs >= tuning.leaseTtlMs) {
+    return {
+      field: "sliceBudgetMs",
+      message: `sliceBudgetMs (${tuning.sliceBudgetMs}) must be less than ${ttl}`,
+    };
+  }
+  if (tuning.stepTargetMs + tuning.yieldMs >= tuning.leaseTtlMs) {
+    const field =
+      patch.yieldMs !== undefined && patch.stepTargetMs === undefined ? "yieldMs" : "stepTargetMs";
+    return {
+      field,
+      message: `${field}: stepTargetMs + yieldMs (${tuning.stepTargetMs} + ${tuning.yieldMs}) must be less than ${ttl}`,
+    };
+  }
+  return undefined;
 }
 
 /** Creates the audit table if it does not exist (idempotent). */

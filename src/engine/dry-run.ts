@@ -18,10 +18,17 @@
  * prerequisites are never built here: building an index inside the transaction would hold the lock for as long
  * as the build takes; the report says so instead.
  *
+ * A deterministic error inside the transaction (a poison row whose change violates a CHECK constraint, a `set`
+ * that raises) is the dry-run's finding, not its failure: the report carries it in `failure` (what failed, the
+ * key range, SQLite's code and message) with a note on what a run would do. Transient errors (the lock is busy)
+ * are thrown, worth retrying. Either way the transaction ends in a rollback, also when SQLite has already rolled
+ * it back itself (a trigger's `RAISE(ROLLBACK)`).
+ *
  * Portable: only the `Client`/`Transaction` interfaces and `performance.now()`.
  */
 import type { Client, InValue, Row, Transaction } from "@libsql/client";
 import type { MigrationDefinition, ResolvedMigration } from "../migrations/define.ts";
+import { classifyError, isRowLevelError } from "./errors.ts";
 import { MigrationPlan, type Queryable } from "./plan.ts";
 import { literal, quote, SQL_NOW, sqlNowPlus } from "./sql.ts";
 import {
@@ -99,6 +106,22 @@ export interface DryRunProjection {
   };
 }
 
+/** A deterministic error the dry-run ran into inside its transaction (it changed nothing). */
+export interface DryRunFailure {
+  /**
+   * What failed: `prepare` (creating the state row or a prerequisite column), `bounds` (finding the candidates),
+   * `read` (counting keys, reading sample rows) or `step` (the step's statements: the data change).
+   */
+  readonly phase: "prepare" | "bounds" | "read" | "step";
+  /** The key range of the step (inclusive); null before the range was known. */
+  readonly fromKey: bigint | null;
+  readonly toKey: bigint | null;
+  /** SQLite's (or the client's) error code, e.g. `SQLITE_CONSTRAINT_CHECK`. */
+  readonly code: string;
+  /** SQLite's message. */
+  readonly message: string;
+}
+
 /** What a run of this migration would do, from one real step that was rolled back. */
 export interface DryRunReport {
   readonly name: string;
@@ -121,6 +144,11 @@ export interface DryRunReport {
   /** True when a step ran inside the transaction and the transaction was rolled back. */
   readonly rolledBack: boolean;
   readonly step: DryRunStep | null;
+  /**
+   * Set when a deterministic error stopped the dry-run inside its transaction (then `step` and `projection` are
+   * null, and nothing was changed); null otherwise.
+   */
+  readonly failure: DryRunFailure | null;
   readonly samples: readonly DryRunSample[];
   readonly projection: DryRunProjection | null;
   /** What the report could not show or had to assume. */
@@ -131,7 +159,8 @@ const DRY_RUN_OWNER = "trickle-dry-run";
 
 /**
  * Runs one step of `migration` in a transaction that is rolled back, and reports it. Changes nothing in the
- * database. Throws on database errors (a transient one — the lock is busy — is worth retrying).
+ * database. A deterministic error inside the transaction is reported in `failure`; other errors are thrown (a
+ * transient one — the lock is busy — is worth retrying).
  */
 export async function dryRunMigration(
   client: Client,
@@ -179,6 +208,7 @@ export async function dryRunMigration(
       stepSql: sql(null, null),
       rolledBack: false,
       step: null,
+      failure: null,
       samples: [],
       projection: null,
       notes: [],
@@ -186,12 +216,17 @@ export async function dryRunMigration(
   }
 
   const notes: string[] = [];
+  // Where the dry-run is, for the report of a failure: the phase, and what it knows so far.
+  let phase: DryRunFailure["phase"] = "prepare";
+  let candidates: DryRunReport["candidates"] = null;
+  let range: { fromKey: bigint | null; toKey: bigint | null } = { fromKey: null, toKey: null };
   const tx = await client.transaction("write");
   try {
     await prepareState(tx, migration.name);
     await preparePrerequisites(tx, migration, notes);
+    phase = "bounds";
     const bounds = await plan.readBounds(tx);
-    const candidates = bounds;
+    candidates = bounds;
     if (bounds.minKey === null || bounds.maxKey === null) {
       notes.push("no candidate rows: a run would verify and finish at once");
       return {
@@ -201,15 +236,18 @@ export async function dryRunMigration(
         stepSql: sql(null, null),
         rolledBack: true,
         step: null,
+        failure: null,
         samples: [],
         projection: projectRun(0n, bounds.rowsTotal, null, tuning, options.tickIntervalMs),
         notes,
       };
     }
+    phase = "read";
     const start = { cursor: null, minKey: bounds.minKey, maxKey: bounds.maxKey, pass: 1 };
     const lease = await takeDryRunLease(tx, migration.name, bounds.minKey, bounds.maxKey);
     const toKey =
       toBigIntOrNull((await tx.execute(plan.rangeEndStatement(start, size))).rows[0]?.k) ?? bounds.maxKey;
+    range = { fromKey: bounds.minKey, toKey };
     const k = quote(migration.key);
     const t = quote(migration.table);
     const keysInRange = countOf(
@@ -239,9 +277,11 @@ export async function dryRunMigration(
         })
       ).rows[0]?.n,
     );
+    phase = "step";
     const began = performance.now();
     const results = await tx.batch(statements);
     const durationMs = performance.now() - began;
+    phase = "read";
     const processedAfter = toBigIntOrNull(results[progressIndex]?.rows[0]?.rows_processed);
     const keys = before.rows.map((r) => String(r.trickle_key));
     const after =
@@ -276,18 +316,76 @@ export async function dryRunMigration(
       stepSql: sql(bounds.minKey, bounds.maxKey),
       rolledBack: true,
       step,
+      failure: null,
       samples,
       projection: projectRun(keysInRange, bounds.rowsTotal, step, tuning, options.tickIntervalMs),
       notes,
     };
+  } catch (thrown) {
+    const error = classifyError(thrown);
+    if (error.kind !== "deterministic") throw thrown;
+    const failure: DryRunFailure = {
+      phase,
+      ...range,
+      code: error.code,
+      message: sqliteMessage(error.message),
+    };
+    notes.push(failureNote(migration, failure, isRowLevelError(error), tuning));
+    return {
+      ...base,
+      blockedBy: null,
+      candidates,
+      stepSql: sql(range.fromKey, candidates?.maxKey ?? null),
+      rolledBack: true,
+      step: null,
+      failure,
+      samples: [],
+      projection: null,
+      notes,
+    };
   } finally {
     // Never a COMMIT: whatever happened above, the transaction ends in a rollback.
-    try {
-      await tx.rollback();
-    } finally {
-      tx.close();
-    }
+    await endTransaction(tx);
   }
+}
+
+/**
+ * Rolls the transaction back and releases it. SQLite may have rolled it back already (a trigger's
+ * `RAISE(ROLLBACK)`, some I/O errors): then there is nothing to roll back, and asking would only fail.
+ */
+async function endTransaction(tx: Transaction): Promise<void> {
+  try {
+    if (!tx.closed) await tx.rollback();
+  } finally {
+    tx.close();
+  }
+}
+
+/** The message without the code prefixes @libsql/client puts before it (`SQLITE_ERROR: SQLITE_ERROR: …`). */
+function sqliteMessage(message: string): string {
+  return message.replace(/^(?:[A-Z][A-Z0-9_]*: )+/, "");
+}
+
+/** One line for the operator: what failed, where, and what a run would do about it. */
+function failureNote(
+  migration: ResolvedMigration,
+  failure: DryRunFailure,
+  rowLevel: boolean,
+  tuning: Tuning,
+): string {
+  const where = failure.fromKey === null ? "" : ` over ${migration.key} ${failure.fromKey}..${failure.toKey}`;
+  const what = failure.phase === "step" ? `the step${where}` : `the dry-run (${failure.phase}${where})`;
+  let run = "a run would meet the same error";
+  if (failure.phase === "step" && !rowLevel) {
+    run = "a run would fail with this message (the statement fails whatever the rows)";
+  } else if (failure.phase === "step" && tuning.maxQuarantined === 0) {
+    run = "a run would fail with this message (quarantine is off)";
+  } else if (failure.phase === "step") {
+    run =
+      `a run would bisect it and quarantine the failing rows (at most ${tuning.maxQuarantined}), or fail ` +
+      "if every row of the range fails alike";
+  }
+  return `${what} failed: ${failure.message} (${failure.code}); nothing was changed; ${run}`;
 }
 
 /**

@@ -33,6 +33,22 @@ export type RunnerEvent =
   | { readonly type: "waiting"; readonly name: string; readonly reason: string }
   | { readonly type: "lease-lost"; readonly name: string }
   | { readonly type: "sweep"; readonly name: string; readonly residual: bigint; readonly pass: number }
+  /** One piece of a read-only walk (counting candidates, or verifying) was recorded. */
+  | {
+      readonly type: "scan";
+      readonly name: string;
+      readonly phase: "counting" | "verifying";
+      readonly scanCursor: bigint;
+      readonly scanCount: bigint;
+    }
+  /** Counting finished: the data walk covers `[minKey, maxKey]` and `rowsTotal` candidates. */
+  | {
+      readonly type: "counted";
+      readonly name: string;
+      readonly rowsTotal: bigint;
+      readonly minKey: bigint | null;
+      readonly maxKey: bigint | null;
+    }
   | {
       readonly type: "done";
       readonly name: string;

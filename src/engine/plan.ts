@@ -4,8 +4,9 @@
  */
 import type { Client, InStatement, InValue, ResultSet } from "@libsql/client";
 import type { Prerequisite, ResolvedMigration, StepRange } from "../migrations/define.ts";
+import { fragmentProblem, keyProblem as provenKeyProblem } from "./plan/key-check.ts";
 import { literal, quote, SQL_NOW } from "./sql.ts";
-import type { Lease, StateStore } from "./state-store.ts";
+import type { Lease, MigrationRow, ScanPhase, StateStore } from "./state-store.ts";
 import { FAILURES_TABLE, STATE_TABLE, toBigIntOrNull } from "./state-store.ts";
 
 /** Anything that runs one statement: a `Client`, or a `Transaction` (the dry-run reads inside its own). */
@@ -42,6 +43,90 @@ export class MigrationPlan {
     this.#table = quote(migration.table);
     this.#key = quote(migration.key);
     this.#upper = `(SELECT cursor FROM ${STATE_TABLE} WHERE name = ${literal(migration.name)})`;
+  }
+
+  /**
+   * The table's largest key, by one index (or rowid) lookup: the frozen upper bound of a new run's walks
+   * (invariant 2). Null for an empty table. A largest value that is not an integer (TEXT and BLOB sort after
+   * every number) is reported as `badKey`.
+   */
+  async readKeyEnd(client: Queryable): Promise<{ end: bigint | null; badKey: string | null }> {
+    const row = (
+      await client.execute(
+        `SELECT CAST(m AS TEXT) AS m, typeof(m) AS t, quote(m) AS q FROM (SELECT MAX(${this.#key}) AS m FROM ${this.#table})`,
+      )
+    ).rows[0];
+    if (!row || row.t === "null") return { end: null, badKey: null };
+    if (row.t !== "integer") return { end: null, badKey: `${String(row.t)} ${String(row.q)}` };
+    return { end: toBigIntOrNull(row.m), badKey: null };
+  }
+
+  /**
+   * One piece of a read-only walk over the key (invariant 10), as ONE fenced write batch: the next `size` keys
+   * after `row.scanCursor` (or from the walk's start) up to `row.scanEnd` are counted — candidates while
+   * counting, rows still needing work (not quarantined) while verifying — and the walk's cursor and count move
+   * in the same transaction, so a piece is counted exactly once whatever crashes or takeovers happen around it.
+   * Every key in the piece must be an integer (invariant 11): if one is not, nothing moves and `scan_problem`
+   * names it. While counting, the first and last candidate keys widen the data walk's range. The data table is
+   * only read. The statement at `progressIndex` returns the walk's state.
+   */
+  scanStatements(
+    store: StateStore,
+    lease: Lease,
+    phase: ScanPhase,
+    row: MigrationRow,
+    size: number,
+  ): { statements: InStatement[]; progressIndex: number } {
+    const k = this.#key;
+    const args: Record<string, InValue> = {
+      ":trickle_hi": row.scanEnd,
+      ":trickle_piece": BigInt(size),
+      ":trickle_name": this.migration.name,
+      ":trickle_phase": phase,
+    };
+    let lower = "1";
+    if (row.scanCursor !== null) {
+      lower = `${k} > :trickle_lo`;
+      args[":trickle_lo"] = row.scanCursor;
+    } else if (phase === "verifying" && row.minKey !== null) {
+      lower = `${k} >= :trickle_lo`;
+      args[":trickle_lo"] = row.minKey;
+    }
+    const condition =
+      phase === "verifying"
+        ? `(${this.migration.verify}) AND ${this.#notQuarantined()}`
+        : this.migration.filter;
+    const counting = phase === "counting" ? "1" : "0";
+    const piece = `SELECT COUNT(*) AS keys, MAX(k) AS last, SUM(c) AS matches,
+        MIN(CASE WHEN c THEN k END) AS first_match, MAX(CASE WHEN c THEN k END) AS last_match,
+        MIN(CASE WHEN typeof(k) <> 'integer' THEN typeof(k) || ' ' || quote(k) END) AS bad
+      FROM (SELECT ${k} AS k, CASE WHEN (${condition}) THEN 1 ELSE 0 END AS c FROM ${this.#table}
+            WHERE ${lower} AND ${k} <= :trickle_hi ORDER BY ${k} LIMIT :trickle_piece)`;
+    const update: InStatement = {
+      sql: `UPDATE ${STATE_TABLE} SET
+              scan_cursor = CASE WHEN p.bad IS NOT NULL THEN scan_cursor
+                WHEN p.keys < :trickle_piece OR p.last >= :trickle_hi THEN :trickle_hi ELSE p.last END,
+              scan_count = scan_count + CASE WHEN p.bad IS NULL THEN COALESCE(p.matches, 0) ELSE 0 END,
+              min_key = CASE WHEN ${counting} AND p.bad IS NULL THEN COALESCE(min_key, p.first_match) ELSE min_key END,
+              max_key = CASE WHEN ${counting} AND p.bad IS NULL THEN COALESCE(p.last_match, max_key) ELSE max_key END,
+              scan_problem = p.bad, progress_at = ${SQL_NOW}, ${store.renewal(lease)}
+            FROM (${piece}) AS p
+            WHERE name = :trickle_name AND phase = :trickle_phase
+            RETURNING CAST(scan_cursor AS TEXT) AS scan_cursor, CAST(scan_count AS TEXT) AS scan_count,
+              CAST(min_key AS TEXT) AS min_key, CAST(max_key AS TEXT) AS max_key, scan_problem`,
+      args,
+    };
+    return { statements: [store.fence(lease), update], progressIndex: 1 };
+  }
+
+  /** The message for a key value that is not an integer (invariant 11). */
+  badKeyMessage(badKey: string): string {
+    return `table "${this.migration.table}", key "${this.migration.key}" holds the value ${badKey}, not an integer: the key must hold only distinct, non-NULL integers`;
+  }
+
+  /** Whether verification can find anything: a definition without filter or verify has nothing to look for. */
+  get verifies(): boolean {
+    return this.migration.verify.trim() !== "0";
   }
 
   /** Candidate bounds and count for a new run; the upper bound is frozen from here on (invariant 2). */
@@ -98,6 +183,7 @@ export class MigrationPlan {
     size: number,
     busyMs: number,
     failedAttempts = 0,
+    key?: bigint,
   ): { statements: InStatement[]; progressIndex: number } {
     const m = this.migration;
     const k = this.#key;
@@ -107,7 +193,8 @@ export class MigrationPlan {
     const lo = start.cursor ?? start.minKey;
     const inRange = `${lower} AND ${k} <= ${this.#upper}`;
     const nameArg = { ":trickle_name": m.name };
-    const advance = this.#advance(start, size);
+    // A single-key step names its key (read just before), so a failure can quarantine exactly that key.
+    const advance = key === undefined ? this.#advance(start, size) : this.#advanceTo(key);
     const progress = (processed: string, args: Record<string, InValue>): InStatement => ({
       sql: `UPDATE ${STATE_TABLE} SET rows_processed = rows_processed + ${processed}, steps = steps + 1,
               batch_size = :trickle_n, busy_ms = busy_ms + :trickle_busy, reason = NULL,
@@ -144,33 +231,36 @@ export class MigrationPlan {
   }
 
   /**
-   * Quarantines the next key after the cursor (a single-key step failed deterministically) in ONE fenced write
-   * batch: the cursor moves past it and the failure record is written in the same transaction, so a crash either
-   * loses both (the key is tried again) or keeps both. The row is not counted in `rows_processed`; the
-   * migration's `quarantined` is recounted from the failures table. Returns the statements and the index of the
-   * one returning `cursor`, `rows_processed` and `quarantined`.
+   * Quarantines `key`, the key of a single-key step that failed deterministically, in ONE fenced write batch: the
+   * cursor moves to it and the failure record is written in the same transaction, so a crash either loses both
+   * (the key is tried again) or keeps both. The key is the one that failed, read before that step: if its row
+   * has gone since, no other row is skipped. The row is not counted in `rows_processed`; the migration's
+   * `quarantined` is recounted from the failures table. Returns the statements and the index of the one
+   * returning `cursor`, `rows_processed` and `quarantined`.
    */
   quarantineStatements(
     store: StateStore,
     lease: Lease,
-    start: StepStart,
+    key: bigint,
+    pass: number,
     error: string,
     failedAttempts: number,
   ): { statements: InStatement[]; progressIndex: number } {
     const name = { ":trickle_name": this.migration.name };
     const statements: InStatement[] = [
       store.fence(lease),
-      this.#advance(start, 1),
+      this.#advanceTo(key),
       {
         sql: `INSERT INTO ${FAILURES_TABLE} (name, key, error, at, attempts, pass)
-              VALUES (:trickle_name, ${this.#upper}, :trickle_error, ${SQL_NOW}, 1, :trickle_pass)
+              VALUES (:trickle_name, :trickle_key, :trickle_error, ${SQL_NOW}, 1, :trickle_pass)
               ON CONFLICT (name, key) DO UPDATE SET error = excluded.error, at = excluded.at,
                 attempts = attempts + 1, pass = excluded.pass, resolved_at = NULL, resolution = NULL,
                 retry_requested_at = NULL`,
         args: {
           ...name,
+          ":trickle_key": key,
           ":trickle_error": error.slice(0, MAX_ERROR_TEXT),
-          ":trickle_pass": BigInt(start.pass),
+          ":trickle_pass": BigInt(pass),
         },
       },
       {
@@ -231,7 +321,7 @@ export class MigrationPlan {
     const lower = start.cursor === null ? `${k} >= :trickle_lo` : `${k} > :trickle_lo`;
     return {
       sql: `SELECT CAST(MAX(k) AS TEXT) AS k FROM (SELECT ${k} AS k FROM ${this.#table}
-            WHERE ${lower} AND ${k} <= :trickle_hi ORDER BY ${k} LIMIT :trickle_n)`,
+            WHERE ${lower} AND ${k} <= :trickle_hi AND typeof(${k}) = 'integer' ORDER BY ${k} LIMIT :trickle_n)`,
       args: {
         ":trickle_lo": start.cursor ?? start.minKey,
         ":trickle_hi": start.maxKey,
@@ -246,9 +336,12 @@ export class MigrationPlan {
     const lower = start.cursor === null ? `${k} >= :trickle_lo` : `${k} > :trickle_lo`;
     return {
       // The new cursor is the largest of the next `size` keys, or the frozen upper bound if fewer remain;
-      // keys are strictly greater than the old cursor, so the cursor strictly increases.
+      // keys are strictly greater than the old cursor, so the cursor strictly increases. Only integer keys can
+      // become the cursor: the count proved the range holds no other, and a REAL one inserted since must not
+      // turn the cursor into something that is not an integer (invariants 8 and 11).
       sql: `UPDATE ${STATE_TABLE} SET cursor = COALESCE((SELECT MAX(k) FROM (SELECT ${k} AS k FROM ${this.#table}
-              WHERE ${lower} AND ${k} <= :trickle_hi ORDER BY ${k} LIMIT :trickle_n)), :trickle_hi)
+              WHERE ${lower} AND ${k} <= :trickle_hi AND typeof(${k}) = 'integer' ORDER BY ${k} LIMIT :trickle_n)),
+              :trickle_hi)
             WHERE name = :trickle_name`,
       args: {
         ":trickle_lo": start.cursor ?? start.minKey,
@@ -256,6 +349,14 @@ export class MigrationPlan {
         ":trickle_n": BigInt(size),
         ":trickle_name": this.migration.name,
       },
+    };
+  }
+
+  /** Moves the cursor to `key` (a single-key step, or a quarantined key). */
+  #advanceTo(key: bigint): InStatement {
+    return {
+      sql: `UPDATE ${STATE_TABLE} SET cursor = :trickle_key WHERE name = :trickle_name`,
+      args: { ":trickle_key": key, ":trickle_name": this.migration.name },
     };
   }
 
@@ -289,7 +390,11 @@ export class MigrationPlan {
 
   /** Why this migration's key cannot be walked, or `undefined` if it can. Needs the table to exist. */
   async keyProblem(client: Client): Promise<string | undefined> {
-    return keyProblem(client, this.migration.table, this.migration.key);
+    // The key is proven first (schema, then bounded value checks), then the fragments are compiled against the
+    // live schema (src/engine/plan/key-check.ts, invariant 11).
+    return (
+      (await provenKeyProblem(client, this.migration)) ?? (await fragmentProblem(client, this.migration))
+    );
   }
 }
 
@@ -316,41 +421,4 @@ async function isSatisfied(client: Client, p: Prerequisite): Promise<boolean> {
       return true;
   }
   return false;
-}
-
-async function keyProblem(client: Client, table: string, key: string): Promise<string | undefined> {
-  const where = `key "${key}" of table "${table}"`;
-  if (["rowid", "_rowid_", "oid"].includes(key.toLowerCase())) {
-    const sql = await client.execute({
-      sql: "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
-      args: [table],
-    });
-    return /WITHOUT\s+ROWID/i.test(String(sql.rows[0]?.sql ?? ""))
-      ? `${where}: the table is WITHOUT ROWID`
-      : undefined;
-  }
-  const cols = await client.execute({
-    sql: "SELECT name, type, pk FROM pragma_table_info(?)",
-    args: [table],
-  });
-  const column = cols.rows.find((r) => String(r.name).toLowerCase() === key.toLowerCase());
-  if (!column) return `${where}: no such column`;
-  if (!/INT/i.test(String(column.type)))
-    return `${where} has type ${String(column.type) || "(none)"}; the key must be an integer column`;
-  const pkColumns = cols.rows.filter((r) => Number(r.pk) > 0).length;
-  if (Number(column.pk) > 0 && pkColumns === 1) return undefined;
-  const indexes = await client.execute({
-    sql: 'SELECT name, "unique" AS u FROM pragma_index_list(?)',
-    args: [table],
-  });
-  for (const index of indexes.rows) {
-    if (Number(index.u) !== 1) continue;
-    const info = await client.execute({
-      sql: "SELECT name FROM pragma_index_info(?)",
-      args: [String(index.name)],
-    });
-    if (info.rows.length === 1 && String(info.rows[0]?.name).toLowerCase() === key.toLowerCase())
-      return undefined;
-  }
-  return `${where} must be unique: an INTEGER PRIMARY KEY, rowid, or a column with a UNIQUE index`;
 }

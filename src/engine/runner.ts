@@ -126,6 +126,9 @@ const STILL_WORKING: ReadonlySet<MigrationOutcome> = new Set([
 ]);
 /** A point is added to the ETA window at most this often per migration. */
 const RATE_POINT_MIN_MS = 1_000;
+/** Keys in the first piece of a read-only walk, and the most one piece may cover (time bounds it first). */
+const SCAN_INITIAL_PIECE = 1_000;
+const SCAN_MAX_PIECE = 1_000_000;
 /** Quarantined-row retries one slice may run per migration. */
 const RETRIES_PER_SLICE = 100;
 
@@ -443,16 +446,28 @@ export class Runner {
     /** Deterministic step failures not yet written to `failed_steps`. */
     let failedAttempts = 0;
     /** A single-key step failed with this error: quarantine that key next. */
-    let poison: ClassifiedError | null = null;
+    let poison: { error: ClassifiedError; key: bigint } | null = null;
+    /** The key of the single-key step in flight, read just before it (so a failure names that very key). */
+    let stepKey: bigint | null = null;
+    /**
+     * Sizes the pieces of the read-only walks (counting, verifying). They only read the table, many times faster
+     * per key than a data step, so they start larger and may grow further; time still bounds each piece.
+     */
+    const scanTuning = {
+      ...t,
+      initialBatch: Math.max(t.initialBatch, SCAN_INITIAL_PIECE),
+      maxBatch: Math.max(t.maxBatch, SCAN_MAX_PIECE),
+    };
+    const scanSizer = new BatchSizer(scanTuning, { size: scanTuning.initialBatch });
     let retriesDone = false;
     for (;;) {
       if (signal?.aborted) return "stopped";
       let stepSize = 0;
       try {
         if (poison !== null) {
-          const error: ClassifiedError = poison;
+          const { error, key } = poison;
           poison = null;
-          const quarantined = await this.#quarantine(plan, lease, row, t, error, failedAttempts);
+          const quarantined = await this.#quarantine(plan, lease, row, t, error, key, failedAttempts);
           if (typeof quarantined === "string") return quarantined;
           row = quarantined;
           failedAttempts = 0;
@@ -489,8 +504,27 @@ export class Runner {
           row = retried;
           work.covered = row.rowsProcessed + row.quarantined;
         }
-        if (row.maxKey === null || row.minKey === null || (row.cursor !== null && row.cursor >= row.maxKey)) {
-          const finished = await this.#finishPass(plan, lease, row, work, failedAttempts);
+        if (row.phase === "counting") {
+          const counted = await this.#scan(plan, lease, row, "counting", scanSizer, deadline);
+          if (typeof counted === "string") return counted;
+          row = counted;
+          continue;
+        }
+        const { minKey, maxKey } = row;
+        if (minKey === null || maxKey === null || (row.cursor !== null && row.cursor >= maxKey)) {
+          if (row.phase !== "verifying" && row.maxKey !== null && plan.verifies) {
+            await this.store.startVerifying(lease);
+            row = { ...row, phase: "verifying", scanCursor: null, scanCount: 0n, scanEnd: row.maxKey };
+            continue;
+          }
+          if (row.phase === "verifying" && row.scanCursor !== row.scanEnd) {
+            const verified = await this.#scan(plan, lease, row, "verifying", scanSizer, deadline);
+            if (typeof verified === "string") return verified;
+            row = verified;
+            continue;
+          }
+          const residual = row.phase === "verifying" ? row.scanCount : 0n;
+          const finished = await this.#finishPass(plan, lease, row, residual, work, failedAttempts);
           if (typeof finished === "string") return finished;
           failedAttempts = 0;
           row = finished;
@@ -504,7 +538,13 @@ export class Runner {
           this.#emit({ type: "bisecting", name: m.name, suspect, size });
         }
         const busyMs = work.unrecordedBusyMs;
-        const start = { cursor: row.cursor, minKey: row.minKey, maxKey: row.maxKey, pass: row.pass };
+        const start = { cursor: row.cursor, minKey, maxKey, pass: row.pass };
+        stepKey = null;
+        if (size === 1) {
+          // A single key may be quarantined if it fails: name it before the step, so the record is that key.
+          const next = await this.#client.execute(plan.rangeEndStatement(start, 1));
+          stepKey = toBigIntOrNull(next.rows[0]?.k) ?? maxKey;
+        }
         const { statements, progressIndex } = plan.stepStatements(
           this.store,
           lease,
@@ -512,6 +552,7 @@ export class Runner {
           size,
           busyMs,
           failedAttempts,
+          stepKey ?? undefined,
         );
         stepSize = size;
         await this.#checkpoints.beforeStep();
@@ -573,8 +614,9 @@ export class Runner {
               { row, failedSteps: failedAttempts },
             );
           }
-          if (stepSize > 1) suspect = stepSize;
-          else poison = error; // written at the top of the loop, where its own errors are handled like a step's
+          if (stepSize > 1 || stepKey === null) suspect = stepSize;
+          // written at the top of the loop, where its own errors are handled like a step's
+          else poison = { error, key: stepKey };
           continue;
         }
         reload = true;
@@ -597,6 +639,7 @@ export class Runner {
     row: MigrationRow,
     t: Tuning,
     error: ClassifiedError,
+    key: bigint,
     failedAttempts: number,
   ): Promise<MigrationRow | MigrationOutcome> {
     const m = plan.migration;
@@ -610,7 +653,8 @@ export class Runner {
     const { statements, progressIndex } = plan.quarantineStatements(
       this.store,
       lease,
-      { cursor: row.cursor, minKey: row.minKey!, maxKey: row.maxKey!, pass: row.pass },
+      key,
+      row.pass,
       error.message,
       failedAttempts,
     );
@@ -687,22 +731,34 @@ export class Runner {
       return "waiting";
     }
     const problem = await plan.keyProblem(this.#client);
-    if (problem) return this.#fail(lease, problem);
+    if (problem) return this.#fail(lease, problem, { row });
     await plan.ensurePrerequisites(this.#client, this.store, lease);
-    // Errors here propagate: a failed bounds read must never look like an empty run (seed review finding).
-    const bounds = await plan.readBounds(this.#client);
+    // One index lookup (invariant 10). Errors here propagate: a failed read must never look like an empty run
+    // (seed review finding).
+    const { end, badKey } = await plan.readKeyEnd(this.#client);
+    if (badKey !== null) return this.#fail(lease, plan.badKeyMessage(badKey), { row });
     const initial = t.initialBatch;
     const window: Array<readonly [number, number]> = [[this.#wallClock(), 0]];
-    await this.store.startRun(lease, { ...bounds, batchSize: initial, rateWindow: JSON.stringify(window) });
+    await this.store.startRun(lease, {
+      scanEnd: end,
+      batchSize: initial,
+      rateWindow: JSON.stringify(window),
+    });
     sizer.reset(initial);
     ctx.statuses.set(m.name, "running");
     this.#setState(m.name, { reason: null });
-    this.#emit({ type: "run-started", name: m.name, ...bounds });
+    this.#emit({ type: "run-started", name: m.name, minKey: null, maxKey: end, rowsTotal: 0n });
     return {
       ...row,
       status: "running",
       cursor: null,
-      ...bounds,
+      minKey: null,
+      maxKey: null,
+      rowsTotal: 0n,
+      phase: end === null ? null : "counting",
+      scanCursor: null,
+      scanCount: 0n,
+      scanEnd: end,
       rowsProcessed: 0n,
       pass: 1,
       steps: 0n,
@@ -712,20 +768,68 @@ export class Runner {
     };
   }
 
-  /** The range is covered: verify, then `done`, another pass for rows that still need work, or `failed`. */
+  /**
+   * One piece of a read-only walk (counting or verifying, invariant 10): read the next keys without the write
+   * lock, then record the piece with a small fenced write. A key that is not an integer stops the run before the
+   * data walk changes anything (invariant 11). Returns the row as it now stands, or how this slice ends.
+   */
+  async #scan(
+    plan: MigrationPlan,
+    lease: Lease,
+    row: MigrationRow,
+    phase: "counting" | "verifying",
+    sizer: BatchSizer,
+    deadline: number,
+  ): Promise<MigrationRow | MigrationOutcome> {
+    const size = sizer.sizeWithin(deadline - this.#clock.now());
+    if (size === 0) return "budget";
+    const { statements, progressIndex } = plan.scanStatements(this.store, lease, phase, row, size);
+    const began = this.#clock.now();
+    const results = await this.#client.batch(statements, "write");
+    sizer.observe(size, this.#clock.now() - began);
+    const state = results[progressIndex]?.rows[0];
+    if (!state) throw new LeaseLostError(plan.migration.name); // the row vanished or left this phase
+    if (state.scan_problem !== null && state.scan_problem !== undefined) {
+      return this.#fail(lease, plan.badKeyMessage(String(state.scan_problem)), { row });
+    }
+    const to = toBigIntOrNull(state.scan_cursor);
+    const count = toBigIntOrNull(state.scan_count);
+    if (to === null || count === null) throw new LeaseLostError(plan.migration.name);
+    const next: MigrationRow = {
+      ...row,
+      scanCursor: to,
+      scanCount: count,
+      minKey: toBigIntOrNull(state.min_key),
+      maxKey: toBigIntOrNull(state.max_key),
+    };
+    this.#emit({ type: "scan", name: plan.migration.name, phase, scanCursor: to, scanCount: next.scanCount });
+    if (phase === "counting" && to === row.scanEnd) {
+      await this.store.finishCounting(lease);
+      this.#emit({
+        type: "counted",
+        name: plan.migration.name,
+        rowsTotal: next.scanCount,
+        minKey: next.minKey,
+        maxKey: next.maxKey,
+      });
+      return { ...next, phase: null, rowsTotal: next.scanCount, cursor: null };
+    }
+    return next;
+  }
+
+  /**
+   * The range is covered and verified (`residual` rows still need work): `done`, another pass for those rows, or
+   * `failed`.
+   */
   async #finishPass(
     plan: MigrationPlan,
     lease: Lease,
     row: MigrationRow,
+    residual: bigint,
     work: { unrecordedBusyMs: number },
     failedAttempts: number,
   ): Promise<MigrationRow | MigrationOutcome> {
     const m = plan.migration;
-    await this.store.renew(lease);
-    // Quarantined rows are accounted for on their own (listed, retried on request), not swept again.
-    const residual = await plan.readResidual(this.#client, row.minKey, row.maxKey, {
-      excludeQuarantined: true,
-    });
     if (residual === 0n) {
       await this.store.markDone(lease, work.unrecordedBusyMs);
       work.unrecordedBusyMs = 0;
@@ -748,7 +852,7 @@ export class Runner {
     }
     await this.store.startSweep(lease, residual);
     this.#emit({ type: "sweep", name: m.name, residual, pass: row.pass + 1 });
-    return { ...row, cursor: null, pass: row.pass + 1, rowsTotal: row.rowsTotal + residual };
+    return { ...row, cursor: null, phase: null, pass: row.pass + 1, rowsTotal: row.rowsTotal + residual };
   }
 
   async #fail(

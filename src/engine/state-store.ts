@@ -63,6 +63,14 @@ const COLUMNS: ReadonlyArray<readonly [name: string, definition: string]> = [
   ["progress_at", "TEXT"],
   // Recent (wall ms, rows covered) points, JSON `[[ms, rows], ...]`, for the ETA band.
   ["rate_window", "TEXT"],
+  // A read-only walk of the key in budgeted pieces (invariant 10): `counting` candidates before the data walk,
+  // `verifying` after it; NULL while the data walk runs. Its cursor, its running count and its upper bound.
+  ["phase", "TEXT"],
+  ["scan_cursor", "INTEGER"],
+  ["scan_count", "INTEGER NOT NULL DEFAULT 0"],
+  ["scan_end", "INTEGER"],
+  // A key the walk met that is not an integer (`real 2.5`, `text 'abc'`): the run stops there (invariant 11).
+  ["scan_problem", "TEXT"],
 ];
 
 export const FAILURES_TABLE = "_async_migration_failures";
@@ -135,7 +143,19 @@ export interface MigrationRow {
   readonly progressAt: string | null;
   /** Recent `[wall ms, rows covered]` points, oldest first. */
   readonly rateWindow: ReadonlyArray<readonly [number, number]> | null;
+  /** The read-only walk in progress (`counting` before the data walk, `verifying` after it), or null. */
+  readonly phase: ScanPhase | null;
+  /** Last key the walk covered (null: not started); it covers `(scanCursor, scanEnd]`. */
+  readonly scanCursor: bigint | null;
+  /** Rows the walk counted so far: candidates while counting, rows still needing work while verifying. */
+  readonly scanCount: bigint;
+  readonly scanEnd: bigint | null;
+  /** A key the walk met that is not an integer, e.g. `real 2.5`; the run failed there. */
+  readonly scanProblem: string | null;
 }
+
+/** The read-only walks of a run (invariant 10). */
+export type ScanPhase = "counting" | "verifying";
 
 /** One quarantined row. */
 export interface FailureRow {
@@ -171,6 +191,9 @@ const INTEGER_COLUMNS = new Set([
   "residual",
   "quarantined",
   "failed_steps",
+  "scan_cursor",
+  "scan_count",
+  "scan_end",
 ]);
 const READ_COLUMNS = [
   "name",
@@ -202,6 +225,11 @@ const READ_COLUMNS = [
   "throttled_until",
   "progress_at",
   "rate_window",
+  "phase",
+  "scan_cursor",
+  "scan_count",
+  "scan_end",
+  "scan_problem",
 ];
 
 /** The select list; columns not in `present` (a table nothing has upgraded yet) read as NULL. */
@@ -407,16 +435,14 @@ export class StateStore {
     }
   }
 
-  /** pending → running with the bounds frozen for this run. */
+  /**
+   * pending → running. The walk's upper bound is frozen here (invariant 2): `scanEnd` is the table's largest key
+   * now, and the run first counts its candidates up to it (`counting`); the data walk's own range, the first and
+   * last candidate, comes out of that count. A table without rows has nothing to count: the run is empty.
+   */
   async startRun(
     lease: Lease,
-    bounds: {
-      minKey: bigint | null;
-      maxKey: bigint | null;
-      rowsTotal: bigint;
-      batchSize: number;
-      rateWindow?: string;
-    },
+    start: { scanEnd: bigint | null; batchSize: number; rateWindow?: string },
   ): Promise<void> {
     await this.fenced(lease, [
       // Rows quarantined by an earlier run of this migration are covered again by this one.
@@ -427,20 +453,38 @@ export class StateStore {
       },
       {
         sql: `UPDATE ${STATE_TABLE}
-              SET status = 'running', cursor = NULL, min_key = ?, max_key = ?, rows_total = ?, rows_processed = 0,
+              SET status = 'running', cursor = NULL, min_key = NULL, max_key = NULL, rows_total = 0, rows_processed = 0,
                   started_at = ${SQL_NOW}, ended_at = NULL, error = NULL, reason = NULL, pass = 1, steps = 0,
                   batch_size = ?, rate = NULL, busy_ms = 0, verified_at = NULL, residual = NULL, quarantined = 0,
                   failed_steps = 0, throttle_reason = NULL, throttled_until = NULL, progress_at = ${SQL_NOW},
-                  rate_window = ?, ${this.renewal(lease)}
+                  rate_window = ?, phase = CASE WHEN ? IS NULL THEN NULL ELSE 'counting' END, scan_cursor = NULL,
+                  scan_count = 0, scan_end = ?, scan_problem = NULL, ${this.renewal(lease)}
               WHERE name = ?`,
-        args: [
-          bounds.minKey,
-          bounds.maxKey,
-          bounds.rowsTotal,
-          BigInt(bounds.batchSize),
-          bounds.rateWindow ?? null,
-          lease.name,
-        ],
+        args: [BigInt(start.batchSize), start.rateWindow ?? null, start.scanEnd, start.scanEnd, lease.name],
+      },
+    ]);
+  }
+
+  /** The count is complete: the data walk starts over the candidates' range with the count as its total. */
+  async finishCounting(lease: Lease): Promise<void> {
+    await this.fenced(lease, [
+      {
+        sql: `UPDATE ${STATE_TABLE} SET phase = NULL, rows_total = scan_count, cursor = NULL, progress_at = ${SQL_NOW},
+                ${this.renewal(lease)}
+              WHERE name = ? AND phase = 'counting'`,
+        args: [lease.name],
+      },
+    ]);
+  }
+
+  /** The data walk covered its range: walk it again, read-only, counting rows that still need work. */
+  async startVerifying(lease: Lease): Promise<void> {
+    await this.fenced(lease, [
+      {
+        sql: `UPDATE ${STATE_TABLE} SET phase = 'verifying', scan_cursor = NULL, scan_count = 0, scan_end = max_key,
+                progress_at = ${SQL_NOW}, ${this.renewal(lease)}
+              WHERE name = ?`,
+        args: [lease.name],
       },
     ]);
   }
@@ -449,7 +493,7 @@ export class StateStore {
   async startSweep(lease: Lease, residual: bigint): Promise<void> {
     await this.fenced(lease, [
       {
-        sql: `UPDATE ${STATE_TABLE} SET cursor = NULL, pass = pass + 1, rows_total = rows_total + ?, residual = ?,
+        sql: `UPDATE ${STATE_TABLE} SET cursor = NULL, phase = NULL, pass = pass + 1, rows_total = rows_total + ?, residual = ?,
                 verified_at = ${SQL_NOW}, reason = ?, progress_at = ${SQL_NOW}, ${this.renewal(lease)} WHERE name = ?`,
         args: [residual, residual, `re-sweeping ${residual} rows that still need work`, lease.name],
       },
@@ -460,7 +504,7 @@ export class StateStore {
     await this.fenced(lease, [
       {
         sql: `UPDATE ${STATE_TABLE}
-              SET status = 'done', ended_at = ${SQL_NOW}, verified_at = ${SQL_NOW}, residual = 0, error = NULL,
+              SET status = 'done', ended_at = ${SQL_NOW}, verified_at = ${SQL_NOW}, residual = 0, error = NULL, phase = NULL,
                   reason = NULL, busy_ms = busy_ms + ?, lease_owner = NULL, lease_expires_at = NULL, last_update_at = ${SQL_NOW}
               WHERE name = ?`,
         args: [BigInt(Math.round(busyMs)), lease.name],
@@ -699,6 +743,11 @@ function toMigrationRow(r: Row): MigrationRow {
     throttledUntil: text(r.throttled_until),
     progressAt: text(r.progress_at),
     rateWindow: parseRateWindow(r.rate_window),
+    phase: r.phase === "counting" || r.phase === "verifying" ? r.phase : null,
+    scanCursor: toBigIntOrNull(r.scan_cursor),
+    scanCount: toBigIntOrNull(r.scan_count) ?? 0n,
+    scanEnd: toBigIntOrNull(r.scan_end),
+    scanProblem: text(r.scan_problem),
   };
 }
 

@@ -7,6 +7,7 @@
  * with its progress in one write batch.
  */
 import type { InStatement, InValue } from "@libsql/client";
+import { checkCondition, checkSetClause } from "../engine/plan/fragments.ts";
 import { assertIdentifier, MIGRATION_NAME } from "../engine/sql.ts";
 import { checkProbe, type ProbeThrottle, parseQuietHours, type QuietWindow } from "../engine/throttle.ts";
 
@@ -64,11 +65,24 @@ interface BaseDefinition {
   readonly name: string;
   readonly description: string;
   readonly table: string;
-  /** Integer key walked in ascending order: an INTEGER PRIMARY KEY, `rowid`, or a unique INTEGER column. */
+  /**
+   * Integer key walked in ascending order (default `id`): the rowid, its INTEGER PRIMARY KEY alias, or an
+   * INTEGER column with a full (not partial) single-column UNIQUE index or PRIMARY KEY whose values the engine
+   * checks before the first step (no NULL, integers only); see src/engine/plan/key-check.ts.
+   */
   readonly key?: string;
-  /** SQL condition on a row of `table` selecting candidate rows; default: every row. */
+  /**
+   * SQL condition on a row of `table` selecting candidate rows: one expression (no comments, no `;`, balanced
+   * parentheses), checked against the live schema before the first step. Default: every row is a candidate.
+   */
   readonly filter?: string;
-  /** SQL condition selecting rows that still need work after a run; default: `filter`. */
+  /**
+   * SQL condition selecting rows that still need work after a pass; rows it finds get another pass (at most a
+   * few) before the run fails. Default: `filter`, which suits a change that makes a row stop matching its
+   * filter (`last_seen = 0` → set `last_seen`). With neither `filter` nor `verify`, every row is changed exactly
+   * once in one pass and nothing is verified (verify = `0`): a change like `n = n + 1` leaves no trace a
+   * condition could see, and the old default (verify = filter = every row) re-applied it on every pass.
+   */
   readonly verify?: string;
   /** Tables that must exist before the migration can start (default: `table`); until then it waits. */
   readonly requires?: readonly string[];
@@ -81,7 +95,12 @@ interface BaseDefinition {
 
 /** The common form: one `UPDATE table SET <set> WHERE <range> AND (<filter>)` per step. */
 export interface UpdateMigration extends BaseDefinition {
-  /** The SET clause, e.g. `last_seen = COALESCE((SELECT MAX(timestamp) …), last_seen)`. */
+  /**
+   * The SET clause, e.g. `last_seen = COALESCE((SELECT MAX(timestamp) …), last_seen)`: assignments
+   * `column = expression` or `(a, b) = (…)` separated by commas, with no comment, `;`, `WHERE` or `FROM` of its
+   * own. It must not assign the key (nor the rowid when the key is the rowid): the walk would meet moved rows
+   * again.
+   */
   readonly set: string;
   readonly step?: undefined;
 }
@@ -129,8 +148,17 @@ export function resolveMigration(definition: MigrationDefinition): ResolvedMigra
   const hasStep = typeof definition.step === "function";
   if (hasSet === hasStep)
     throw new Error(`${where}: give exactly one of "set" (an SQL SET clause) or "step" (a function)`);
-  const filter = optionalSql(definition.filter, `${where}: filter`) ?? "1";
-  const verify = optionalSql(definition.verify, `${where}: verify`) ?? filter;
+  if (hasSet) checkAssignments(definition.set as string, key, `${where}: set`);
+  const givenFilter =
+    definition.filter === undefined ? undefined : checkCondition(definition.filter, `${where}: filter`);
+  const givenVerify =
+    definition.verify === undefined ? undefined : checkCondition(definition.verify, `${where}: verify`);
+  // Every row is a candidate unless a filter says otherwise.
+  const filter = givenFilter ?? EVERY_ROW;
+  // With a filter, the rows still matching it after a pass are the ones left to do. With neither a filter nor
+  // a verify there is nothing a condition could tell apart: one pass changes every row once, verification
+  // finds nothing (a condition that is never true), so no second pass re-applies a non-idempotent change.
+  const verify = givenVerify ?? givenFilter ?? NOTHING_TO_VERIFY;
   const requires = (definition.requires ?? [table]).map((t, i) =>
     assertIdentifier(t, `${where}: requires[${i}]`),
   );
@@ -212,13 +240,29 @@ export function defineMigration<T extends MigrationDefinition>(definition: T): T
   return definition;
 }
 
-function optionalSql(value: unknown, what: string): string | undefined {
-  if (value === undefined) return undefined;
-  if (typeof value !== "string" || value.trim() === "")
-    throw new Error(`${what} must be a non-empty SQL condition`);
-  // A condition is spliced into a larger statement; a semicolon would end it early.
-  if (value.includes(";")) throw new Error(`${what} must be a single SQL expression (no ";")`);
-  return value;
+/** The default `filter`: every row is a candidate. */
+export const EVERY_ROW = "1";
+/** The default `verify` without a filter: a condition no row meets, so verification finds nothing left. */
+export const NOTHING_TO_VERIFY = "0";
+
+/** Names SQLite resolves to the rowid of a rowid table (unless a real column takes the name). */
+export const ROWID_NAMES: readonly string[] = ["rowid", "_rowid_", "oid"];
+
+/**
+ * Checks the `set` clause lexically (see src/engine/plan/fragments.ts) and that it does not write the key: a
+ * row whose key moves forward would be met again by a later step and changed twice, one that moves backward
+ * would be missed. When the key is the rowid, any name of the rowid counts. The table's INTEGER PRIMARY KEY
+ * alias of the rowid is only known from the live schema; `fragmentProblem` checks that one.
+ */
+function checkAssignments(set: string, key: string, what: string): void {
+  const assigned = checkSetClause(set, what);
+  const keyNames = ROWID_NAMES.includes(key.toLowerCase()) ? ROWID_NAMES : [key.toLowerCase()];
+  const moved = assigned.find((column) => keyNames.includes(column));
+  if (moved !== undefined) {
+    throw new Error(
+      `${what} assigns "${moved}", which is the key "${key}": a change must never move the key (the walk would meet moved rows again or miss them)`,
+    );
+  }
 }
 
 function checkPrerequisite(p: Prerequisite, what: string): Prerequisite {

@@ -1,11 +1,12 @@
 /**
- * Opening the database on Node: configuration from the environment, and a client set up the way the engine
- * needs it (`intMode: "bigint"`, a short busy timeout, WAL for local files).
+ * Opening the database on Node: the database settings (validated in src/settings.ts), and a client set up the
+ * way the engine needs it (`intMode: "bigint"`, a short busy timeout, WAL for local files).
  */
 import { mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type Client, createClient } from "@libsql/client";
 import { reopenAfterBusy } from "../engine/busy-recovery.ts";
+import { type Env, fileUrlPath, loadSettings, type Settings } from "../settings.ts";
 
 export interface DatabaseConfig {
   readonly url: string;
@@ -15,61 +16,26 @@ export interface DatabaseConfig {
 }
 
 export const DEFAULT_DATABASE_URL = "file:data/trickle.db";
-export const DEFAULT_BUSY_TIMEOUT_MS = 100;
+export { DEFAULT_BUSY_TIMEOUT_MS } from "../settings.ts";
 
-const SCHEMES = ["file", "libsql", "http", "https", "ws", "wss"] as const;
-
-/**
- * Reads `DATABASE_URL`, `DATABASE_AUTH_TOKEN` and `TRICKLE_BUSY_TIMEOUT_MS`. Throws an `Error` naming the
- * variable for anything invalid. Messages never repeat the URL itself: it may carry a token in its query.
- */
-export function databaseConfigFromEnv(env: Record<string, string | undefined>): DatabaseConfig {
-  const rawUrl = env.DATABASE_URL?.trim();
-  const url = rawUrl === undefined || rawUrl === "" ? DEFAULT_DATABASE_URL : rawUrl;
-  checkUrl(url);
-
-  const rawToken = env.DATABASE_AUTH_TOKEN;
-  let authToken: string | undefined;
-  if (rawToken !== undefined && rawToken.trim() !== "") {
-    if (/\s/.test(rawToken.trim())) throw new Error("DATABASE_AUTH_TOKEN must not contain whitespace");
-    authToken = rawToken.trim();
-  }
-
-  const rawTimeout = env.TRICKLE_BUSY_TIMEOUT_MS?.trim();
-  let busyTimeoutMs = DEFAULT_BUSY_TIMEOUT_MS;
-  if (rawTimeout !== undefined && rawTimeout !== "") {
-    if (!/^\d+$/.test(rawTimeout) || !Number.isSafeInteger(Number(rawTimeout))) {
-      throw new Error(
-        `TRICKLE_BUSY_TIMEOUT_MS must be an integer number of milliseconds ≥ 0, got ${JSON.stringify(rawTimeout)}`,
-      );
-    }
-    busyTimeoutMs = Number(rawTimeout);
-  }
-  return authToken === undefined ? { url, busyTimeoutMs } : { url, authToken, busyTimeoutMs };
+/** The database part of the settings, with Node's default URL. */
+export function databaseConfig(
+  settings: Pick<Settings, "databaseUrl" | "databaseAuthToken" | "busyTimeoutMs">,
+): DatabaseConfig {
+  const url = settings.databaseUrl ?? DEFAULT_DATABASE_URL;
+  const { busyTimeoutMs } = settings;
+  return settings.databaseAuthToken === undefined
+    ? { url, busyTimeoutMs }
+    : { url, authToken: settings.databaseAuthToken, busyTimeoutMs };
 }
 
-function checkUrl(url: string): void {
-  const scheme = /^([A-Za-z][A-Za-z0-9.+-]*):/.exec(url)?.[1]?.toLowerCase();
-  if (scheme === undefined) {
-    throw new Error(`DATABASE_URL must start with one of ${SCHEMES.map((s) => `${s}:`).join(", ")}`);
-  }
-  if (!(SCHEMES as readonly string[]).includes(scheme)) {
-    throw new Error(
-      `DATABASE_URL has unsupported scheme "${scheme}:"; use one of ${SCHEMES.map((s) => `${s}:`).join(", ")}`,
-    );
-  }
-  if (scheme === "file") {
-    localPath(url); // throws on a malformed file URL
-    return;
-  }
-  let host = "";
-  try {
-    host = new URL(url).hostname;
-  } catch {
-    throw new Error(`DATABASE_URL is not a valid ${scheme}: URL`);
-  }
-  if (host === "")
-    throw new Error(`DATABASE_URL (${scheme}:) must name a host, e.g. ${scheme}://db.example.com`);
+/**
+ * Reads the settings (`DATABASE_URL`, `DATABASE_AUTH_TOKEN`, `TRICKLE_BUSY_TIMEOUT_MS` and every other one, see
+ * src/settings.ts) and returns the database part. Throws an `Error` naming the variable for anything invalid;
+ * messages never repeat the URL itself: it may carry a token in its query.
+ */
+export function databaseConfigFromEnv(env: Env): DatabaseConfig {
+  return databaseConfig(loadSettings(env));
 }
 
 /**
@@ -77,27 +43,8 @@ function checkUrl(url: string): void {
  * or `undefined` for an in-memory database.
  */
 export function localPath(url: string): string | undefined {
-  let rest = url.slice("file:".length).replace(/[?#].*$/s, "");
-  if (rest.startsWith("//")) {
-    // file://host/path: libSQL accepts only an empty host or localhost.
-    const slash = rest.indexOf("/", 2);
-    const host = rest.slice(2, slash === -1 ? undefined : slash).toLowerCase();
-    if (host !== "" && host !== "localhost") {
-      throw new Error(
-        'DATABASE_URL: a file: URL with an absolute path starts with one slash ("file:/abs/path.db") or three ("file:///abs/path.db")',
-      );
-    }
-    rest = slash === -1 ? "" : rest.slice(slash);
-  }
-  let path: string;
-  try {
-    path = decodeURIComponent(rest);
-  } catch {
-    throw new Error("DATABASE_URL: the file path has an invalid percent-escape");
-  }
-  if (path === "") throw new Error("DATABASE_URL: the file: URL has no path, e.g. file:data/trickle.db");
-  if (path === ":memory:") return undefined;
-  return resolve(path);
+  const path = fileUrlPath(url);
+  return path === undefined ? undefined : resolve(path);
 }
 
 /**

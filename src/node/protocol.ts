@@ -1,21 +1,22 @@
 /** Messages between the Node main thread (HTTP) and the engine's worker thread. Structured-clone safe. */
 import type { DryRunOptions, DryRunReport } from "../engine/controls.ts";
-import type { OperatorConfig } from "../engine/operator-config.ts";
 import type { SliceResult } from "../engine/runner.ts";
-import type { Tuning } from "../engine/tuning.ts";
 import type { Snapshot } from "../progress/snapshot.ts";
-import type { DatabaseConfig } from "./database.ts";
 
-/** `workerData` of the engine worker. Migrations travel by name (definitions may hold functions). */
+/**
+ * `workerData` of the engine worker. Settings travel as the variables they come from, and the worker loads them
+ * through the same loader as the main thread (src/node/config.ts): definitions may hold functions, which cannot
+ * cross the thread boundary, and one loader means one meaning for every setting.
+ */
 export interface WorkerConfig {
-  readonly database: DatabaseConfig;
+  /** The environment's trickle variables (`SETTINGS_VARIABLES`), as the main thread read them. */
+  readonly env: Readonly<Record<string, string>>;
+  /** The migrations file given in place of `TRICKLE_CONFIG`, if any. */
+  readonly configFile: string | undefined;
+  /** What the main thread registered: the worker checks that it loaded the same. */
   readonly migrationNames: readonly string[];
-  readonly tuning: Tuning;
-  readonly tickMs: number;
   /** Lease owner id of the worker's runner. */
   readonly owner: string;
-  /** Throttling, stuck detection, webhook, quarantine cap (plain data: it crosses the thread boundary). */
-  readonly operator: OperatorConfig;
 }
 
 export type ToWorker =

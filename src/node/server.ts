@@ -13,22 +13,23 @@ import { hostname } from "node:os";
 import { Worker } from "node:worker_threads";
 import { serve } from "@hono/node-server";
 import { createApp } from "../app.ts";
-import { type Env, loadConfig } from "../config.ts";
-import { type DryRunOptions, type DryRunReport, MigrationControls } from "../engine/controls.ts";
+import type { DryRunOptions, DryRunReport } from "../engine/controls.ts";
+import { createControls, createRunner } from "../engine/engine.ts";
 import { classifyError } from "../engine/errors.ts";
-import { loadOperatorConfig } from "../engine/operator-config.ts";
 import type { SliceResult } from "../engine/runner.ts";
-import { Runner } from "../engine/runner.ts";
 import { SchedulerStoppedError } from "../engine/scheduler.ts";
 import { StateStore } from "../engine/state-store.ts";
-import { resolveTuning } from "../engine/tuning.ts";
 import { buildSnapshot, type Snapshot, SnapshotCache } from "../progress/snapshot.ts";
-import { databaseConfigFromEnv, openDatabase } from "./database.ts";
+import { type Env, SETTINGS_VARIABLES } from "../settings.ts";
+import { loadNodeConfig } from "./config.ts";
+import { databaseConfig, openDatabase } from "./database.ts";
 import type { FromWorker, ToWorker, WorkerConfig } from "./protocol.ts";
 
 export interface NodeServerOptions {
-  /** Default: `process.env`. */
+  /** Default: `process.env`. Read by src/settings.ts, as on every runtime. */
   readonly env?: Env;
+  /** A migrations file in place of `TRICKLE_CONFIG` (src/node/config.ts). */
+  readonly configFile?: string;
   /** Stop gracefully and exit 0 on SIGTERM/SIGINT. */
   readonly handleSignals?: boolean;
   /** One line per state change. Default: stdout. */
@@ -51,15 +52,14 @@ const WORKER_STOP_TIMEOUT_MS = 10_000;
 export async function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
   const env = options.env ?? process.env;
   const log = options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const config = loadConfig(env);
-  const operator = loadOperatorConfig(env);
-  const tuning = resolveTuning(config.tuning, operator.tuning);
-  const database = databaseConfigFromEnv(env);
+  // Every setting and every migration definition is checked here, before anything is opened or written.
+  const config = await loadNodeConfig(env, { configFile: options.configFile });
+  const database = databaseConfig(config);
 
   const client = await openDatabase(database);
   try {
     // Static problems in a definition (a key that is not an integer…) stop the start here, before serving.
-    const runner = new Runner({ client, migrations: config.migrations, tuning, throttle: operator.throttle });
+    const runner = createRunner({ client, settings: config, migrations: config.migrations });
     await retryTransient(() => runner.init(), START_UP_RETRY_MS);
   } catch (error) {
     const classified = classifyError(error);
@@ -82,7 +82,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
       buildSnapshot(await store.list(), {
         names,
         takenAt: Date.now(),
-        stuckAfterMs: operator.stuckAfterMs,
+        stuckAfterMs: config.stuckAfterMs,
         ...(fromWorker?.steps ? { steps: fromWorker.steps } : {}),
         ...(fromWorker?.stepHistogram ? { stepHistogram: fromWorker.stepHistogram } : {}),
       }),
@@ -91,12 +91,13 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   let fatal: ((message: string) => void) | undefined;
   const engine = new EngineWorker(
     {
-      database,
+      // The worker loads the same settings from the same variables (the defaults the caller passed included).
+      env: Object.fromEntries(
+        SETTINGS_VARIABLES.flatMap((name) => (env[name] === undefined ? [] : [[name, env[name]]])),
+      ),
+      configFile: options.configFile,
       migrationNames: names,
-      tuning: config.tuning,
-      tickMs: config.tickMs,
       owner: `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`,
-      operator,
     },
     {
       onSnapshot: (snapshot) => {
@@ -108,10 +109,10 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     },
   );
 
-  const controls = new MigrationControls({
+  const controls = createControls({
     client,
+    settings: config,
     migrations: config.migrations,
-    tuning,
     source: "http",
     onChange: () => {
       snapshots.invalidate();
@@ -125,7 +126,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
       adminToken: config.adminToken,
       cronSecret: config.cronSecret,
       sliceBudgetMs: config.tuning.sliceBudgetMs,
-      stuckAfterMs: operator.stuckAfterMs,
+      stuckAfterMs: config.stuckAfterMs,
     },
     snapshots,
     controls,

@@ -15,7 +15,10 @@ export interface AppConfig {
   readonly adminToken: string | undefined;
   /** Undefined: `/api/tick` answers 403. */
   readonly cronSecret: string | undefined;
-  /** Default budget of an HTTP tick, ms. */
+  /**
+   * Default and largest budget of an HTTP tick, ms: the configured slice budget (the settings keep it below the
+   * lease TTL). `/api/tick?budgetMs=` above it is a 400 naming the limit.
+   */
   readonly sliceBudgetMs: number;
   /** A running migration whose cursor has not moved for this long is reported `stuck` (default 10 min). */
   readonly stuckAfterMs?: number;

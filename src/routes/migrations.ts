@@ -122,6 +122,12 @@ export function migrationRoutes(deps: AppDeps): Hono {
         keys: jsonInteger(report.step.keys),
         rows: jsonInteger(report.step.rows),
       },
+      // A poison row in the range is the dry-run's finding, answered 200 like any other report.
+      failure: report.failure && {
+        ...report.failure,
+        fromKey: jsonIntegerOrNull(report.failure.fromKey),
+        toKey: jsonIntegerOrNull(report.failure.toKey),
+      },
       projection: report.projection && {
         ...report.projection,
         keysInRange: jsonInteger(report.projection.keysInRange),
@@ -161,8 +167,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
     if (!query.ok) return query.response;
     const body = await parseJsonBody(c, FailureRetryBodySchema.optional());
     if (!body.ok) return body.response;
-    const keys = body.value?.keys?.map((k) => BigInt(k));
-    const result = await controls.retryFailures(name, keys, body.value?.note);
+    const result = await controls.retryFailures(name, body.value?.keys, body.value?.note);
     if (result.status === "not-found") return unknown(c);
     const appliesWhen =
       result.to === "running" || result.to === "pending"

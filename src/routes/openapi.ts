@@ -66,7 +66,7 @@ const controlErrors = {
 const tickErrors = {
   "401": error("Missing or wrong bearer token."),
   "403": error("The HTTP tick is disabled (CRON_SECRET unset)."),
-  "400": error("Malformed budgetMs."),
+  "400": error("Malformed budgetMs, or above the configured slice budget (the message names the limit)."),
   "503": error("No runner reachable, or shutting down."),
 };
 

@@ -202,6 +202,25 @@ export const DryRunSchema = z.object({
       durationMs: z.number(),
     })
     .nullable(),
+  failure: z
+    .object({
+      phase: z
+        .enum(["prepare", "bounds", "read", "step"])
+        .describe(
+          "`step`: the step's data change failed (a poison row in its range); else what failed before it.",
+        ),
+      fromKey: JsonIntegerSchema.nullable().describe(
+        "First key of the step's range (null before it was known).",
+      ),
+      toKey: JsonIntegerSchema.nullable().describe("Last key of the step's range (inclusive)."),
+      code: z.string().describe("SQLite's error code, e.g. SQLITE_CONSTRAINT_CHECK."),
+      message: z.string().describe("SQLite's message."),
+    })
+    .nullable()
+    .describe(
+      "Set when a deterministic error (a CHECK constraint, a `set` that raises) stopped the dry-run: the answer " +
+        "is still 200, `step` and `projection` are null, nothing was changed, and a note says what a run would do.",
+    ),
   samples: z
     .array(
       z.object({
@@ -282,10 +301,34 @@ export const FailuresQuerySchema = z
   })
   .strict();
 
-const KeySchema = z.union([
-  z.number().int().refine(Number.isSafeInteger, { error: "keys must be exact integers" }),
-  z.string().regex(/^-?\d{1,19}$/, { error: "keys must be integers (decimal text beyond 2^53)" }),
-]);
+/** The range of a SQLite INTEGER (a signed 64-bit integer): the keys trickle walks and stores. */
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * The key as a `bigint` when it is an exact integer in [-2^63, 2^63 - 1]: a safe-integer JSON number, or its
+ * decimal text (an optional minus sign and digits). Anything else is undefined.
+ */
+export function int64Key(value: unknown): bigint | undefined {
+  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined;
+  if (typeof value !== "string" || !/^-?\d+$/.test(value)) return undefined;
+  const key = BigInt(value);
+  return key >= INT64_MIN && key <= INT64_MAX ? key : undefined;
+}
+
+const KEY_ERROR = `keys must be integers from ${INT64_MIN} to ${INT64_MAX}`;
+
+const KeySchema = z
+  .union([z.number(), z.string()], { error: KEY_ERROR })
+  .transform((value, ctx) => {
+    const key = int64Key(value);
+    if (key !== undefined) return key;
+    ctx.addIssue({ code: "custom", message: KEY_ERROR });
+    return z.NEVER;
+  })
+  .describe(
+    "An integer key in [-2^63, 2^63 - 1]: a JSON number while it is a safe integer, else its decimal text.",
+  );
 
 export const FailureRetryBodySchema = z
   .object({
@@ -322,6 +365,7 @@ export const DetailQuerySchema = z
 
 export const EmptyQuerySchema = z.object({}).strict();
 
+/** The largest slice budget the settings accept; `/api/tick` refuses anything above the configured one. */
 export const MAX_TICK_BUDGET_MS = 900_000;
 
 export const TickQuerySchema = z.object({
@@ -341,10 +385,19 @@ export const TickQuerySchema = z.object({
         }),
     )
     .optional()
-    .describe("Time budget of the slice (default: the configured slice budget)."),
+    .describe(
+      "Time budget of the slice, ms: from 1 to the configured slice budget (TRICKLE_SLICE_BUDGET_MS, which " +
+        "is kept below the lease TTL); larger is a 400 naming the limit. Default: the configured slice budget.",
+    ),
 });
 
 export const TickResponseSchema = z.object({
+  budgetMs: z
+    .number()
+    .int()
+    .describe(
+      "The budget this request gave the slice, ms (a request arriving while a slice is in flight joins it).",
+    ),
   steps: z.number().int(),
   rows: JsonIntegerSchema,
   outcomes: z.array(z.object({ name: z.string(), outcome: z.string() })),

@@ -2,6 +2,10 @@
  * `GET|POST /api/tick` (Bearer `CRON_SECRET`): one time-budgeted slice for external cron (Vercel Cron sends a
  * GET with `Authorization: Bearer $CRON_SECRET`; systemd timers and CI can POST). Unknown query parameters are
  * ignored (cron services add their own); a malformed `budgetMs` is a 400.
+ *
+ * `budgetMs` may be at most the configured slice budget (`TRICKLE_SLICE_BUDGET_MS`): that is the most the runner
+ * gives a slice, and the settings keep it below the lease TTL. A larger value is a 400 naming the limit, never
+ * silently shortened; the response reports the budget the slice was given.
  */
 import { Hono } from "hono";
 import { SchedulerStoppedError } from "../engine/scheduler.ts";
@@ -22,13 +26,27 @@ export function tickRoutes(deps: AppDeps): Hono {
   app.on(["GET", "POST"], "/api/tick", async (c) => {
     const query = parseQuery(c, TickQuerySchema);
     if (!query.ok) return query.response;
+    const maxBudgetMs = deps.config.sliceBudgetMs;
+    const budgetMs = query.value.budgetMs ?? maxBudgetMs;
+    if (budgetMs > maxBudgetMs) {
+      return c.json(
+        {
+          error:
+            `budgetMs must be at most ${maxBudgetMs}, the configured slice budget (TRICKLE_SLICE_BUDGET_MS); ` +
+            "raise that setting for longer ticks",
+          field: "budgetMs",
+        },
+        400,
+      );
+    }
     const tick = deps.tick;
     if (!tick) return c.json({ error: "no runner is reachable from this process" }, 503);
     const began = clock();
     try {
-      const result = await tick(query.value.budgetMs ?? deps.config.sliceBudgetMs);
+      const result = await tick(budgetMs);
       c.header("Cache-Control", "no-store");
       return c.json({
+        budgetMs,
         steps: result.steps,
         rows: jsonInteger(result.rows),
         outcomes: result.outcomes.map((o) => ({ name: o.name, outcome: o.outcome })),

@@ -18,6 +18,8 @@
  *   slices to be cut short.
  * - The runner's lease outlives the slice (`TRICKLE_LEASE_TTL_MS`, default 3 × the budget), so overlapping
  *   cron invocations, a second isolate, or a Node process ticking the same database are fenced off.
+ * - User-defined migrations: `TRICKLE_CONFIG` holds the JSON itself (text starting with `{`, or an object in
+ *   `[vars]`), since a Worker has no file system to read a path from. See the README, "Backfill your own table".
  * - No timer loop: nothing ticks between cron invocations (a Worker only runs while it handles an event).
  *   `/api/tick` (Bearer `CRON_SECRET`) runs one slice on demand as well.
  *
@@ -26,8 +28,7 @@
  */
 import type { ExecutionContext, Hono } from "hono";
 import { createApp } from "../app.ts";
-import { type Env, loadConfig } from "../config.ts";
-import { loadOperatorConfig } from "../engine/operator-config.ts";
+import { type Env, inlineMigrations, loadConfig } from "../config.ts";
 import type { SliceResult } from "../engine/runner.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
 import { BUILTIN_MIGRATIONS } from "../migrations/registry.ts";
@@ -48,7 +49,10 @@ export interface WorkerScheduledController {
   readonly scheduledTime: number;
 }
 
-/** Bindings: `[vars]` from wrangler.toml and secrets (`wrangler secret put`). Only strings are read. */
+/**
+ * Bindings: `[vars]` from wrangler.toml and secrets (`wrangler secret put`). Strings are read as the settings
+ * (src/settings.ts); `TRICKLE_CONFIG` may also be an object (a `[vars.TRICKLE_CONFIG]` table).
+ */
 export type WorkerEnv = Readonly<Record<string, unknown>>;
 
 export interface WorkerHandlers {
@@ -102,9 +106,10 @@ interface IsolateService {
 
 function buildService(env: WorkerEnv, available: readonly MigrationDefinition[]): IsolateService {
   const vars = withWorkerDefaults(stringBindings(env));
-  const config = loadConfig(vars, available);
+  // No file system here: user-defined migrations come as inline JSON text or as an object binding.
+  const config = loadConfig(vars, available, inlineMigrations(env.TRICKLE_CONFIG));
   const client = openRemoteClient(config.databaseUrl, config.databaseAuthToken, "Cloudflare Workers");
-  const service = createService({ client, config, operator: loadOperatorConfig(vars) });
+  const service = createService({ client, config });
   // Nothing may run outside an event: workerd drops the timers and I/O a finished event left behind, so a read
   // the publisher started from an event listener as an invocation ended would never settle, and every later
   // refresh would wait on it. Snapshots are published by `runSliceAndPublish` instead, inside the event; the
@@ -124,6 +129,7 @@ function buildService(env: WorkerEnv, available: readonly MigrationDefinition[])
       adminToken: config.adminToken,
       cronSecret: config.cronSecret,
       sliceBudgetMs: config.tuning.sliceBudgetMs,
+      stuckAfterMs: config.stuckAfterMs,
     },
     snapshots: service.snapshots,
     controls: service.controls,

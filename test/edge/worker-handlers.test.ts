@@ -38,7 +38,7 @@ describe("Workers handlers: configuration errors", () => {
     expect(await fetchError({ DATABASE_URL: "ftp://db.example.com" })).toMatch(
       /DATABASE_URL has unsupported scheme "ftp:"/,
     );
-    expect(await fetchError({ DATABASE_URL: "not a url" })).toMatch(/DATABASE_URL is not a valid URL/);
+    expect(await fetchError({ DATABASE_URL: "not a url" })).toMatch(/DATABASE_URL must start with one of/);
   });
 
   it("names the bad variable without repeating secrets or the URL", async () => {

@@ -5,7 +5,7 @@
 import type { Client } from "@libsql/client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { Runner } from "../../src/engine/runner.ts";
-import type { MigrationDefinition } from "../../src/migrations/define.ts";
+import { type MigrationDefinition, resolveMigration } from "../../src/migrations/define.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
 import {
   counterMigration,
@@ -64,6 +64,49 @@ describe("invalid definitions", () => {
     { what: "filter with ;", definition: raw({ filter: "1; DELETE FROM t" }), message: /filter.*";"/ },
     { what: "verify with ;", definition: raw({ verify: "0; DELETE FROM t" }), message: /verify.*";"/ },
     { what: "empty filter", definition: raw({ filter: "  " }), message: /filter must be a non-empty/ },
+    // Invariant 11: fragments that would escape the step's key range (issue 11, item 5).
+    {
+      what: "set with a comment",
+      definition: raw({ set: "n = n + 1, done = 1 -- once" }),
+      message: /"valid_v1": set must not contain a comment \("--"/,
+    },
+    {
+      what: "filter closing a parenthesis it did not open",
+      definition: raw({ filter: "done = 0) OR (id > 0" }),
+      message: /"valid_v1": filter: "\)" at offset 8 closes a parenthesis the fragment did not open/,
+    },
+    {
+      what: "set with a second statement",
+      definition: raw({ set: "n = 1; DELETE FROM other" }),
+      message: /"valid_v1": set must be a single SQL expression \(no ";"/,
+    },
+    {
+      what: "set with a WHERE of its own",
+      definition: raw({ set: "n = 1 WHERE 1 OR" }),
+      message: /"valid_v1": set: the keyword WHERE .* outside parentheses/,
+    },
+    {
+      what: "verify with a comment",
+      definition: raw({ verify: "done = 0 /* and more */" }),
+      message: /"valid_v1": verify must not contain a comment/,
+    },
+    { what: "set that is no assignment", definition: raw({ set: "n + 1" }), message: /set: assignment 1/ },
+    // A change never writes the key (issue 11, item 7).
+    {
+      what: "set assigning the key",
+      definition: raw({ set: "id = id + 5" }),
+      message: /"valid_v1": set assigns "id", which is the key "id": a change must never move the key/,
+    },
+    {
+      what: "set assigning the quoted key in a row value",
+      definition: raw({ set: '(n, "ID") = (1, 7)' }),
+      message: /set assigns "id", which is the key "id"/,
+    },
+    {
+      what: "set assigning another name of the rowid key",
+      definition: raw({ key: "rowid", set: "n = 1, oid = oid + 1" }),
+      message: /set assigns "oid", which is the key "rowid"/,
+    },
     {
       what: "unknown tuning field",
       definition: raw({ tuning: { batchSize: 10 } }),
@@ -101,6 +144,50 @@ describe("invalid definitions", () => {
   });
 });
 
+describe("defaults for filter and verify (issue 11, item 6)", () => {
+  const base = { name: "defaults_v1", description: "d", table: "t" } as const;
+
+  it("with neither: every row is a candidate and nothing is verified", () => {
+    const m = resolveMigration({ ...base, set: "n = n + 1" });
+    expect(m.key).toBe("id");
+    expect(m.filter).toBe("1");
+    expect(m.verify).toBe("0");
+  });
+
+  it("with a filter only: the rows still matching it are left to do", () => {
+    const m = resolveMigration({ ...base, filter: "done = 0", set: "done = 1" });
+    expect(m.filter).toBe("done = 0");
+    expect(m.verify).toBe("done = 0");
+  });
+
+  it("with a verify only: every row is a candidate, verify as given", () => {
+    const m = resolveMigration({ ...base, verify: "done = 0", set: "done = 1" });
+    expect(m.filter).toBe("1");
+    expect(m.verify).toBe("done = 0");
+  });
+
+  it("the same for a custom step", () => {
+    const m = resolveMigration({ ...base, step: () => [] });
+    expect(m.filter).toBe("1");
+    expect(m.verify).toBe("0");
+  });
+
+  it("a definition with only `set` changes every row exactly once and ends done", async () => {
+    const runner = new Runner({
+      client,
+      migrations: [{ name: "only_set_v1", description: "n + 1 once", table: "t", set: "n = n + 1" }],
+      tuning: { initialBatch: 2, maxBatch: 2, yieldMs: 0 },
+      clock: new FakeClock({ maxSleeps: 200 }),
+    });
+    await runner.runUntilDone();
+    const row = await runner.store.get("only_set_v1");
+    expect(row?.status).toBe("done");
+    expect(row?.error).toBeNull();
+    expect(row?.rowsProcessed).toBe(3n);
+    expect([...(await countersById(client)).values()]).toEqual([1n, 1n, 1n]);
+  });
+});
+
 describe("keys checked against the database at init()", () => {
   it.each([
     {
@@ -109,35 +196,35 @@ describe("keys checked against the database at init()", () => {
       table: "k_text",
       key: "id",
       message:
-        /migration bad_key_v1: key "id" of table "k_text" has type TEXT; the key must be an integer column/,
+        /migration bad_key_v1: table "k_text", key "id": declared type TEXT is not an integer type; the key must be an INTEGER column/,
     },
     {
       what: "a non-unique integer key",
       ddl: "CREATE TABLE k_dup (k INTEGER NOT NULL, v INTEGER)",
       table: "k_dup",
       key: "k",
-      message: /migration bad_key_v1: key "k" of table "k_dup" must be unique/,
+      message: /migration bad_key_v1: table "k_dup", key "k" must be unique/,
     },
     {
       what: "a key that is part of a composite primary key",
       ddl: "CREATE TABLE k_pair (a INTEGER, b INTEGER, PRIMARY KEY (a, b))",
       table: "k_pair",
       key: "a",
-      message: /migration bad_key_v1: key "a" of table "k_pair" must be unique/,
+      message: /migration bad_key_v1: table "k_pair", key "a" must be unique/,
     },
     {
       what: "a missing key column",
       ddl: "CREATE TABLE k_none (v INTEGER)",
       table: "k_none",
       key: "id",
-      message: /migration bad_key_v1: key "id" of table "k_none": no such column/,
+      message: /migration bad_key_v1: table "k_none", key "id": no such column/,
     },
     {
       what: "rowid of a WITHOUT ROWID table",
       ddl: "CREATE TABLE k_wr (a INTEGER PRIMARY KEY, v INTEGER) WITHOUT ROWID",
       table: "k_wr",
       key: "rowid",
-      message: /migration bad_key_v1: key "rowid" of table "k_wr": the table is WITHOUT ROWID/,
+      message: /migration bad_key_v1: table "k_wr", key "rowid": the table is WITHOUT ROWID/,
     },
   ])(
     "rejects $what, naming the migration and column, before writing",
@@ -225,6 +312,6 @@ describe("a migration whose tables do not exist yet", () => {
     await runner.runUntilDone();
     const row = await runner.store.get("later_text_v1");
     expect(row?.status).toBe("failed");
-    expect(row?.error).toMatch(/key "id" of table "later_text" has type TEXT/);
+    expect(row?.error).toMatch(/table "later_text", key "id": declared type TEXT/);
   });
 });

@@ -142,7 +142,7 @@ describe("the fence on a step batch", () => {
     const first = await store.acquireLease(NAME, "runner-a", 60_000);
     expect(first).toBeDefined();
     const leaseA1 = first!.lease;
-    await store.startRun(leaseA1, { ...(await plan.readBounds(client)), batchSize: 10 });
+    await store.startRun(leaseA1, { scanEnd: (await plan.readKeyEnd(client)).end, batchSize: 10 });
     // A valid lease cannot be taken by someone else.
     expect(await store.acquireLease(NAME, "runner-b", 60_000)).toBeUndefined();
 

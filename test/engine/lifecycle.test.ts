@@ -49,15 +49,18 @@ describe("failures", () => {
     await createCounterTable(client, KEYS);
   });
 
-  it("fails with the SQLite message when the bounds cannot be read, never done with 0 rows", async () => {
+  it("fails with the SQLite message when its filter stops compiling after start-up, never done with 0 rows", async () => {
+    await client.execute("ALTER TABLE t ADD COLUMN gone INTEGER NOT NULL DEFAULT 0");
     const log = new EventLog();
-    const runner = makeRunner(counterMigration({ name: "bad_filter_v1", filter: "no_such_column = 0" }), log);
+    const runner = makeRunner(counterMigration({ name: "bad_filter_v1", filter: "gone = 0" }), log);
+    await runner.init(); // the filter compiles at start-up…
+    await client.execute("ALTER TABLE t DROP COLUMN gone"); // …and no longer when the run starts
 
     const results = await runner.runUntilDone();
 
     const row = await runner.store.get("bad_filter_v1");
     expect(row?.status).toBe("failed");
-    expect(row?.error).toMatch(/no such column: no_such_column/);
+    expect(row?.error).toMatch(/no such column: gone/);
     expect(row?.endedAt).not.toBeNull();
     expect(row?.leaseOwner).toBeNull();
     expect(log.of("done")).toEqual([]);

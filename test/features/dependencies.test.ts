@@ -98,13 +98,16 @@ describe("ordering", () => {
 
   it("ends runUntilDone when a dependency failed, leaving the chain pending with the reason", async () => {
     const client = await setup(["a", "b", "c"]);
-    const failing = counterMigration({ name: "a_v1", table: "a", set: "n = no_such_column" });
+    await client.execute("CREATE TABLE aux (x INTEGER)");
+    const failing = counterMigration({ name: "a_v1", table: "a", set: "n = (SELECT x FROM aux)" });
     const runner = new Runner({
       client,
       migrations: [failing, migration("b_v1", "b", ["a_v1"]), migration("c_v1", "c", ["b_v1"])],
       tuning: TUNING,
       clock: new FakeClock({ maxSleeps: 200 }),
     });
+    await runner.init();
+    await client.execute("DROP TABLE aux"); // a_v1's change no longer compiles when its run starts
     const results = await runner.runUntilDone();
     expect(results.at(-1)?.moreWork).toBe(false);
     expect((await rawStateRow(client, "a_v1"))?.status).toBe("failed");

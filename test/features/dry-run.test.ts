@@ -154,6 +154,124 @@ describe("dry-run on a local file", () => {
   });
 });
 
+/** `t` of `count` rows whose `n` may not reach 5: the row `poison` starts at 4, so `n = n + 1` fails on it. */
+async function createCheckedCounterTable(
+  client: Pick<Client, "execute" | "batch">,
+  count: number,
+  poison: bigint,
+) {
+  await client.execute(
+    "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL DEFAULT 0 CHECK (n < 5), done INTEGER NOT NULL DEFAULT 0)",
+  );
+  await client.batch(
+    Array.from({ length: count }, (_, i) => ({
+      sql: "INSERT INTO t (id, n) VALUES (?, ?)",
+      args: [BigInt(i + 1), BigInt(i + 1) === poison ? 4n : 0n],
+    })),
+    "write",
+  );
+}
+
+/** The transaction is over: another connection takes the write lock at once (a 50 ms busy timeout). */
+async function expectWriteLockFree(database: TempDb) {
+  const other = database.open({ timeout: 50 });
+  try {
+    const tx = await other.transaction("write");
+    await tx.rollback();
+  } finally {
+    other.close();
+  }
+}
+
+describe("dry-run over a poison row", () => {
+  it("reports a CHECK constraint failure as its result (range, code, SQLite's message), changes nothing and ends its transaction", async () => {
+    db = tempDb();
+    const client = db.open();
+    await createCheckedCounterTable(client, 200, 37n);
+    const before = await contentChecksum(client);
+
+    const report = await dryRunMigration(client, resolveMigration(COUNTER), {
+      batchSize: 50,
+      tuning: { maxQuarantined: 1000 },
+    });
+
+    expect(report).toMatchObject({
+      blockedBy: null,
+      rolledBack: true,
+      step: null,
+      projection: null,
+      samples: [],
+      candidates: { rowsTotal: 200n, minKey: 1n, maxKey: 200n },
+      failure: { phase: "step", fromKey: 1n, toKey: 50n, code: expect.stringMatching(/^SQLITE_CONSTRAINT/) },
+    });
+    expect(report.failure?.message).toMatch(/CHECK constraint failed/);
+    expect(report.notes.join("\n")).toMatch(
+      /the step over id 1\.\.50 failed: .*CHECK constraint failed.*a run would bisect it and quarantine the failing rows/,
+    );
+    expect(await contentChecksum(client)).toBe(before);
+    await expectWriteLockFree(db);
+    // The client is still usable, and a dry-run of a range without the poison row still reports a step.
+    const clean = await dryRunMigration(client, resolveMigration(COUNTER), { batchSize: 20 });
+    expect(clean).toMatchObject({ failure: null, step: { fromKey: 1n, toKey: 20n, rows: 20n } });
+  });
+
+  it("reports a `set` that raises (integer overflow) and a trigger that rolls the transaction back itself", async () => {
+    db = tempDb();
+    const client = db.open();
+    const keys = Array.from({ length: 100 }, (_, i) => BigInt(i + 1));
+    await createCounterTable(client, keys);
+    await createCounterTable(client, keys, "u");
+    // RAISE(ROLLBACK) ends the transaction inside SQLite: the dry-run must not fail on its own rollback.
+    await client.execute(
+      "CREATE TRIGGER poison BEFORE UPDATE OF n ON u WHEN NEW.id = 3 BEGIN SELECT RAISE(ROLLBACK, 'poison row 3'); END",
+    );
+    const before = await contentChecksum(client);
+    const overflow = counterMigration({
+      name: "overflow_v1",
+      set: "n = CASE WHEN id = 9 THEN abs(-9223372036854775807 - 1) ELSE n + 1 END",
+    });
+    const raised = await dryRunMigration(client, resolveMigration(overflow), { batchSize: 10 });
+    expect(raised).toMatchObject({ step: null, failure: { phase: "step", fromKey: 1n, toKey: 10n } });
+    expect(raised.failure?.message).toBe("integer overflow");
+    expect(await contentChecksum(client)).toBe(before);
+
+    const onU = counterMigration({
+      name: "counter_u_v1",
+      table: "u",
+      filter: "done = 0",
+      set: "n = n + 1, done = 1",
+    });
+    const rolled = await dryRunMigration(client, resolveMigration(onU), { batchSize: 10 });
+    expect(rolled).toMatchObject({
+      step: null,
+      failure: { phase: "step", fromKey: 1n, toKey: 10n, message: "poison row 3" },
+    });
+    expect(await contentChecksum(client)).toBe(before);
+    await expectWriteLockFree(db);
+    // Quarantine off: the note says a run would fail.
+    const strict = await dryRunMigration(client, resolveMigration(onU), {
+      batchSize: 10,
+      tuning: { maxQuarantined: 0 },
+    });
+    expect(strict.notes.join("\n")).toMatch(/a run would fail with this message \(quarantine is off\)/);
+  });
+
+  it("reports the failure over the remote (Hrana) path and leaves the server's database unchanged", async () => {
+    db = tempDb("remote.db");
+    const local = db.open();
+    await createCheckedCounterTable(local, 100, 12n);
+    local.close();
+    server = await startHranaServer({ dbPath: db.path });
+    remote = createWebClient({ url: server.url, intMode: "bigint" });
+    const before = await contentChecksum(remote);
+    const report = await dryRunMigration(remote as never, resolveMigration(COUNTER), { batchSize: 30 });
+    expect(report).toMatchObject({ step: null, failure: { phase: "step", fromKey: 1n, toKey: 30n } });
+    expect(report.failure?.message).toMatch(/CHECK constraint failed/);
+    expect(await contentChecksum(remote)).toBe(before);
+    await expectWriteLockFree(db);
+  });
+});
+
 describe("projection", () => {
   it("divides the keys by the measured rate and stretches it by the yields and the gaps between slices", () => {
     const t = resolveTuning({ stepTargetMs: 50, yieldMs: 10, sliceBudgetMs: 2000, maxBatch: 100_000 });
@@ -247,6 +365,51 @@ describe("control API and CLI", () => {
     expect((await h.request("POST", `/api/migrations/${TX}/dry-run`, { body: { bogus: 1 } })).status).toBe(
       400,
     );
+  });
+
+  it("POST /dry-run over a poison row answers 200 with the failure (range, SQLite's message), audits it and changes nothing", async () => {
+    h = await startHarness({ transmissions: 300 });
+    await h.client.execute(
+      "CREATE TRIGGER poison BEFORE UPDATE OF last_seen ON transmissions WHEN NEW.id = 57 BEGIN SELECT RAISE(ABORT, 'poison row 57'); END",
+    );
+    await h.service.controls.audit(); // creates the (empty) audit table, so only the record differs afterwards
+    const before = await contentChecksum(h.client);
+    const res = await h.request("POST", `/api/migrations/${TX}/dry-run`, { body: { batchSize: 100 } });
+    expect(res.status).toBe(200);
+    const report = (await res.json()) as Record<string, unknown>;
+    expect(report).toMatchObject({
+      rolledBack: true,
+      step: null,
+      projection: null,
+      candidates: { rowsTotal: 300, minKey: 1, maxKey: 300 },
+      failure: { phase: "step", fromKey: 1, toKey: 100, message: expect.stringMatching(/poison row 57/) },
+    });
+    const audit = await h.client.execute("SELECT action, result, detail FROM _async_migration_audit");
+    expect(audit.rows.map((r) => [r.action, r.result])).toEqual([["dry-run", "step-failed"]]);
+    expect(String(audit.rows[0]?.detail)).toMatch(/poison row 57/);
+    await h.client.execute("DELETE FROM _async_migration_audit");
+    expect(await contentChecksum(h.client)).toBe(before);
+    // The service's connection is free: a control action and a real slice go through.
+    expect((await h.request("POST", `/api/migrations/${TX}/pause`)).status).toBe(200);
+    expect((await h.request("POST", `/api/migrations/${TX}/resume`)).status).toBe(200);
+    expect((await h.service.tick(2000)).steps).toBeGreaterThan(0);
+  });
+
+  it("trickle dry-run over a poison row prints the failure and writes nothing", async () => {
+    db = tempDb();
+    const client = db.open();
+    await createCoreScopeSchema(client);
+    await insertCoreScopeRows(client, legacyTransmissions(120));
+    await client.execute(
+      "CREATE TRIGGER poison BEFORE UPDATE OF last_seen ON transmissions WHEN NEW.id = 7 BEGIN SELECT RAISE(ABORT, 'poison row 7'); END",
+    );
+    const before = await contentChecksum(client);
+    const run = await cli(["dry-run", TX, "--batch-size", "25"], { DATABASE_URL: db.url });
+    expect(run.stdout).toMatch(/the step over id 1\.\.25 failed: .*poison row 7/);
+    const json = await cli(["dry-run", TX, "--json"], { DATABASE_URL: db.url });
+    const [report] = JSON.parse(json.stdout) as { failure: { message: string; fromKey: number } }[];
+    expect(report?.failure).toMatchObject({ fromKey: 1, message: expect.stringMatching(/poison row 7/) });
+    expect(await contentChecksum(client)).toBe(before);
   });
 
   it("trickle dry-run prints the step, the samples and the projection and writes nothing", async () => {

@@ -175,7 +175,8 @@ describe("webhook", () => {
     receiver = new Receiver();
     const url = await receiver.listen();
     const operator = loadOperatorConfig({ TRICKLE_WEBHOOK_URL: url, TRICKLE_WEBHOOK_SECRET: SECRET });
-    const broken = counterMigration({ name: "broken_v1", set: "n = no_such_column" });
+    await client.execute("CREATE TABLE aux (x INTEGER)");
+    const broken = counterMigration({ name: "broken_v1", set: "n = (SELECT x FROM aux)" });
     const service = createService({
       client,
       config: { ...loadConfig({}, []), migrations: [broken] },
@@ -185,6 +186,7 @@ describe("webhook", () => {
     const seen: LifecycleEvent[] = [];
     service.onLifecycle((event) => seen.push(event));
     await service.runner.init();
+    await client.execute("DROP TABLE aux"); // the change no longer compiles when the run starts
     await service.tick(1000);
     await service.hooksIdle();
     await service.stop();
@@ -195,9 +197,8 @@ describe("webhook", () => {
       event: "failed",
       migration: "broken_v1",
       rowsProcessed: 0,
-      rowsTotal: 100,
     });
-    expect(payload.error).toMatch(/no such column: no_such_column/);
+    expect(payload.error).toMatch(/no such table: aux/);
     expect(receiver.requests[0]!.body).not.toContain(SECRET);
   });
 

@@ -180,16 +180,20 @@ describe("bisection and quarantine", () => {
 
   it("fails at once, without bisecting, on an error of the statement itself", async () => {
     const client = await setup([]);
+    await client.execute("CREATE TABLE aux (x INTEGER)");
     const log = new EventLog();
-    await runnerFor(
+    const runner = runnerFor(
       client,
-      counterMigration({ name: "typo_v1", set: "n = no_such_column + 1" }),
+      counterMigration({ name: "typo_v1", set: "n = (SELECT x FROM aux) + 1" }),
       TUNING,
       log,
-    ).runUntilDone();
+    );
+    await runner.init(); // it compiles at start-up; the table it reads is gone when the run starts
+    await client.execute("DROP TABLE aux");
+    await runner.runUntilDone();
     const row = await rawStateRow(client, "typo_v1");
     expect(row?.status).toBe("failed");
-    expect(row?.error).toMatch(/no such column: no_such_column/);
+    expect(row?.error).toMatch(/no such table: aux/);
     expect(log.of("bisecting")).toEqual([]);
     expect(await failureRows(client)).toEqual([]);
   });

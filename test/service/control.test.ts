@@ -153,6 +153,30 @@ describe("control API validation", () => {
     expect(await stateRows(h.client)).toBe(before);
   });
 
+  it("refuses live tuning that would outlive the lease (a slice budget, or a step and its yield, ≥ the lease TTL)", async () => {
+    h = await startHarness({ env: { TRICKLE_LEASE_TTL_MS: "5000" } });
+    const before = await stateRows(h.client);
+    const cases: Array<[Record<string, number>, string]> = [
+      [{ sliceBudgetMs: 5000 }, "sliceBudgetMs"],
+      [{ sliceBudgetMs: 900_000 }, "sliceBudgetMs"],
+      [{ yieldMs: 5000 }, "yieldMs"],
+      [{ stepTargetMs: 4000, yieldMs: 1000 }, "stepTargetMs"],
+      [{ stepTargetMs: 60_000 }, "stepTargetMs"],
+    ];
+    for (const [patch, field] of cases) {
+      const res = await h.request("PATCH", `/api/migrations/${TX}`, { body: patch });
+      expect(res.status, JSON.stringify(patch)).toBe(400);
+      const b = await body(res);
+      expect(b.field, JSON.stringify(patch)).toBe(field);
+      expect(String(b.error)).toMatch(/must be less than the lease TTL \(TRICKLE_LEASE_TTL_MS = 5000\)/);
+    }
+    expect(await stateRows(h.client)).toBe(before);
+    const fits = await h.request("PATCH", `/api/migrations/${TX}`, {
+      body: { sliceBudgetMs: 4999, yieldMs: 100 },
+    });
+    expect(fits.status).toBe(200);
+  });
+
   it("refuses bodies over 16 KiB with 413", async () => {
     h = await startHarness();
     const res = await h.request("PATCH", `/api/migrations/${TX}`, {
@@ -160,6 +184,68 @@ describe("control API validation", () => {
       headers: { "content-type": "application/json" },
     });
     expect(res.status).toBe(413);
+  });
+});
+
+describe("POST /failures/retry keys", () => {
+  const retry = (harness: Harness, keys: unknown[]) =>
+    harness.request("POST", `/api/migrations/${TX}/failures/retry`, { body: { keys } });
+
+  it("answers 400 naming the key for one outside the signed 64-bit range (text or number), and changes nothing", async () => {
+    h = await startHarness();
+    const before = await stateRows(h.client);
+    const bad: unknown[] = [
+      "9999999999999999999",
+      "9223372036854775808", // 2^63
+      "-9223372036854775809", // -2^63 - 1
+      "-9999999999999999999",
+      "99999999999999999999",
+      "1.5",
+      " 1",
+      "0x10",
+      "",
+      "+1",
+      9007199254740992, // 2^53: not exact as a JSON number
+      1.5,
+      true,
+      null,
+    ];
+    for (const key of bad) {
+      const res = await retry(h, ["1", key]);
+      expect(res.status, JSON.stringify(key)).toBe(400);
+      const b = await body(res);
+      expect(b.field, JSON.stringify(key)).toBe("keys.1");
+      expect(String(b.error), JSON.stringify(key)).toMatch(/^keys\.1: /);
+    }
+    const range = await body(await retry(h, ["9999999999999999999"]));
+    expect(range).toEqual({
+      error: "keys.0: keys must be integers from -9223372036854775808 to 9223372036854775807",
+      field: "keys.0",
+    });
+    expect(await stateRows(h.client)).toBe(before);
+  });
+
+  it("accepts the extremes of the range, decimal text and safe-integer numbers", async () => {
+    h = await startHarness();
+    const res = await retry(h, [
+      "9223372036854775807",
+      "-9223372036854775808",
+      "007",
+      "-0",
+      9007199254740991,
+      -3,
+    ]);
+    expect(res.status).toBe(200);
+    expect(await body(res)).toMatchObject({ name: TX, requested: 0 });
+    const audit = await auditRows(h);
+    expect(JSON.parse(String(audit[0]?.detail)).keys).toEqual([
+      "9223372036854775807",
+      "-9223372036854775808",
+      "7",
+      "0",
+      "9007199254740991",
+      "-3",
+    ]);
   });
 });
 
@@ -322,6 +408,8 @@ describe("fuzz: control and tick routes", () => {
       {
         arbitrary: fc.constantFrom(
           ...CONTROL_REQUESTS,
+          ["GET", `/api/migrations/${TX}/failures`] as const,
+          ["POST", `/api/migrations/${TX}/failures/retry`] as const,
           ["GET", "/api/tick"] as const,
           ["POST", "/api/tick"] as const,
         ),
@@ -335,6 +423,7 @@ describe("fuzz: control and tick routes", () => {
         "?budgetMs=10",
         "?budgetMs=-1",
         "?budgetMs=1e9",
+        "?budgetMs=900000",
         "?budgetMs=",
         "?steps=2",
         "?steps=x",
@@ -381,6 +470,21 @@ describe("fuzz: control and tick routes", () => {
           )
           .map((o) => JSON.stringify(o, (_k, v) => (typeof v === "bigint" ? v.toString() : v))),
         weight: 2,
+      },
+      {
+        // Quarantined keys to retry: around and beyond the signed 64-bit range, as text and as numbers.
+        arbitrary: fc
+          .array(
+            fc.oneof(
+              fc.bigInt({ min: -(2n ** 65n), max: 2n ** 65n }).map(String),
+              fc.constantFrom("9223372036854775807", "9223372036854775808", "-9223372036854775809"),
+              fc.integer(),
+              fc.double(),
+            ),
+            { minLength: 1, maxLength: 4 },
+          )
+          .map((keys) => JSON.stringify({ keys })),
+        weight: 1,
       },
     );
     const request = fc.record({

@@ -196,6 +196,29 @@ describe("GET /api/tick", () => {
     expect((await h.request("GET", "/api/tick?budgetMs=0", { token: CRON_SECRET })).status).toBe(400);
   });
 
+  it("refuses a budgetMs above the configured slice budget with a 400 naming the limit, and reports the budget used", async () => {
+    h = await startHarness({ env: { ...fresh, TRICKLE_SLICE_BUDGET_MS: "300" }, transmissions: 50 });
+    const before = await h.client.execute("SELECT * FROM _async_migrations");
+    for (const method of ["GET", "POST"]) {
+      const over = await h.request(method, "/api/tick?budgetMs=3000", { token: CRON_SECRET });
+      expect(over.status, method).toBe(400);
+      const b = await json(over);
+      expect(b.field).toBe("budgetMs");
+      expect(String(b.error)).toMatch(/at most 300\b.*TRICKLE_SLICE_BUDGET_MS/);
+      expect((await h.request(method, "/api/tick?budgetMs=301", { token: CRON_SECRET })).status).toBe(400);
+    }
+    // Refused before the slice: nothing ran.
+    expect((await h.client.execute("SELECT * FROM _async_migrations")).rows).toEqual(before.rows);
+
+    const atLimit = await h.request("GET", "/api/tick?budgetMs=300", { token: CRON_SECRET });
+    expect(atLimit.status).toBe(200);
+    expect(await json(atLimit)).toMatchObject({ budgetMs: 300 });
+    const below = await h.request("GET", "/api/tick?budgetMs=120", { token: CRON_SECRET });
+    expect(await json(below)).toMatchObject({ budgetMs: 120 });
+    const byDefault = await h.request("POST", "/api/tick", { token: CRON_SECRET });
+    expect(await json(byDefault)).toMatchObject({ budgetMs: 300 });
+  });
+
   it("runs a slice that really advances the backfill (GET and POST)", async () => {
     h = await startHarness({ env: fresh, transmissions: 3000 });
     const res = await h.request("GET", "/api/tick?budgetMs=500&x-vercel=1", { token: CRON_SECRET });

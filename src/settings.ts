@@ -1,0 +1,362 @@
+/**
+ * Every setting trickle reads from its environment, read and validated in one place (design invariant 12): the
+ * Node server, its engine thread, the Worker, Deno, Bun and the CLI all call `loadSettings`, so a variable means
+ * the same thing — and is accepted or refused the same way — everywhere. Portable: it only reads the record it
+ * is given (Workers pass their `env` bindings, Node passes `process.env`); no `node:*` imports.
+ *
+ * | Variable                        | Default                 | Meaning                                                  |
+ * | ------------------------------- | ----------------------- | -------------------------------------------------------- |
+ * | `PORT`                          | 8787                    | HTTP port (Node, Bun, Deno)                              |
+ * | `DATABASE_URL`                  | runtime's default       | `file:…`, `libsql://…`, `http(s)://…`, `ws(s)://…`       |
+ * | `DATABASE_AUTH_TOKEN`           | –                       | token for a remote database                              |
+ * | `TRICKLE_BUSY_TIMEOUT_MS`       | 100                     | busy timeout of local (`file:`) connections              |
+ * | `ADMIN_TOKEN`                   | – (control API off)     | Bearer token of the control API; empty = unset           |
+ * | `CRON_SECRET`                   | – (HTTP tick off)       | Bearer token of `/api/tick`; empty = unset               |
+ * | `TRICKLE_CONFIG`                | –                       | user-defined migrations: a JSON file, a .ts/.js module, or inline JSON |
+ * | `TRICKLE_MIGRATIONS`            | the default set         | comma-separated migration names, `all` or `none`         |
+ * | `TRICKLE_TICK_MS`               | 1000                    | pause between ticks when no work is left                 |
+ * | `TRICKLE_SLICE_BUDGET_MS`       | engine default (2000)   | time budget of one slice                                 |
+ * | `TRICKLE_STEP_TARGET_MS`        | engine default (50)     | target duration of one step                              |
+ * | `TRICKLE_YIELD_MS`              | engine default (10)     | pause between steps so waiting writers get the lock      |
+ * | `TRICKLE_LEASE_TTL_MS`          | engine default (15000)  | lease lifetime without a renewing step (> slice budget)  |
+ * | `TRICKLE_SNAPSHOT_TTL_MS`       | 1000                    | how long a progress snapshot is served before a new read |
+ * | `TRICKLE_MAX_QUARANTINED`       | 1000                    | quarantined rows before a run fails; 0 turns quarantine off |
+ * | `TRICKLE_QUIET_HOURS`           | –                       | UTC windows without backfill work, e.g. `01:00-05:00`    |
+ * | `TRICKLE_PROBE_SQL`             | –                       | read query whose latency gates the work (with `_MAX_MS`) |
+ * | `TRICKLE_PROBE_MAX_MS`          | –                       | probe latency above which the run holds back             |
+ * | `TRICKLE_PROBE_EVERY_MS`        | 5000                    | how often the probe runs while a migration runs          |
+ * | `TRICKLE_PROBE_POLICY`          | backoff:30s             | `backoff:<s>s` or `hold:<m>m`                            |
+ * | `TRICKLE_THROTTLE_BUSY_RATE`    | – (off)                 | hold back when more than this share (0..1) of recent steps hit SQLITE_BUSY |
+ * | `TRICKLE_THROTTLE_BUSY_WINDOW`  | 20                      | step attempts the busy rate is taken over                |
+ * | `TRICKLE_THROTTLE_BUSY_POLICY`  | backoff:30s             | `backoff:<s>s` or `hold:<m>m`                            |
+ * | `TRICKLE_STUCK_AFTER_MS`        | 600000                  | a running migration whose cursor has not moved for this long is `stuck` |
+ * | `TRICKLE_WEBHOOK_URL`           | –                       | POSTed a JSON event when a migration is done or failed   |
+ * | `TRICKLE_WEBHOOK_SECRET`        | –                       | signs webhook bodies (`X-Trickle-Signature: sha256=…`)   |
+ * | `TRICKLE_DENO_CRON`             | `* * * * *`             | schedule of `Deno.cron` (Deno only)                      |
+ *
+ * One error style: an `Error` whose message starts with the variable's name. Messages never repeat the value of
+ * a secret (`DATABASE_AUTH_TOKEN`, `ADMIN_TOKEN`, `CRON_SECRET`, `TRICKLE_WEBHOOK_SECRET`), of `DATABASE_URL`
+ * or of `TRICKLE_WEBHOOK_URL` (URLs may carry a token).
+ */
+import { z } from "zod";
+import {
+  checkProbe,
+  parsePolicy,
+  parseQuietHours,
+  type ThrottleConfig,
+  type ThrottlePolicy,
+} from "./engine/throttle.ts";
+import { DEFAULT_TUNING, resolveTuning, type Tuning } from "./engine/tuning.ts";
+import { DEFAULT_STUCK_AFTER_MS } from "./progress/rate.ts";
+
+export const DEFAULT_PORT = 8787;
+export const DEFAULT_TICK_MS = 1000;
+export const DEFAULT_SNAPSHOT_TTL_MS = 1000;
+export const DEFAULT_BUSY_TIMEOUT_MS = 100;
+export const DEFAULT_DENO_CRON = "* * * * *";
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+export interface WebhookSettings {
+  readonly url: string;
+  readonly secret?: string;
+}
+
+/** Everything the environment says, validated, with defaults applied. Plain data (crosses thread boundaries). */
+export interface Settings {
+  readonly port: number;
+  /** As given (validated); the runtime entry applies its own default (Node: `file:data/trickle.db`). */
+  readonly databaseUrl: string | undefined;
+  readonly databaseAuthToken: string | undefined;
+  /** How long a local connection waits for a lock before SQLITE_BUSY, ms. */
+  readonly busyTimeoutMs: number;
+  /** Undefined: the control API answers 403. */
+  readonly adminToken: string | undefined;
+  /** Undefined: `/api/tick` answers 403. */
+  readonly cronSecret: string | undefined;
+  /** `TRICKLE_CONFIG` as given: a file path, or inline JSON text (starts with `{`). */
+  readonly migrationsConfig: string | undefined;
+  /** `TRICKLE_MIGRATIONS` as given; picked from the catalogue by `selectMigrations`. */
+  readonly migrationNames: string | undefined;
+  /** Engine tuning with the environment's overrides applied. */
+  readonly tuning: Tuning;
+  readonly tickMs: number;
+  readonly snapshotTtlMs: number;
+  /** Runner-wide throttling (quiet hours, probe query, SQLITE_BUSY rate). */
+  readonly throttle: ThrottleConfig;
+  /** A running migration whose cursor has not moved for this long (and is not throttled) is reported stuck. */
+  readonly stuckAfterMs: number;
+  readonly webhook: WebhookSettings | undefined;
+  readonly denoCron: string;
+}
+
+const blankToUndefined = (value: unknown) =>
+  typeof value === "string" && value.trim() === "" ? undefined : value;
+
+/** An optional whole number in `[min, max]`; blank means unset. */
+function integerVar(
+  name: string,
+  min: number,
+  max: number,
+  unit = " of milliseconds",
+  range = `${name} must be a whole number${unit} between ${min} and ${max}`,
+) {
+  return z.preprocess(
+    blankToUndefined,
+    z
+      .string()
+      .trim()
+      .regex(/^\d+$/, { error: range })
+      .transform(Number)
+      .pipe(
+        z
+          .number()
+          .int()
+          .min(min, { error: min === 0 ? range : `${name} must be at least ${min}` })
+          .max(max, { error: min === 0 ? range : `${name} must be at most ${max}` }),
+      )
+      .optional(),
+  );
+}
+
+/** A secret: empty or blank means unset; whitespace inside is almost surely a copy-and-paste mistake. */
+function secretVar(name: string) {
+  return z
+    .string()
+    .transform((v) => v.trim())
+    .refine((v) => !/\s/.test(v), { error: `${name} must not contain whitespace` })
+    .transform((v) => (v === "" ? undefined : v))
+    .optional();
+}
+
+/** An optional trimmed text; blank means unset. */
+const textVar = () => z.preprocess(blankToUndefined, z.string().trim().optional());
+
+/**
+ * A text parsed by `parse`, which throws an `Error` whose message already names the variable; the message is
+ * passed on as it is.
+ */
+function parsedVar<T>(parse: (text: string) => T) {
+  return textVar().transform((value, ctx) => {
+    if (value === undefined) return undefined;
+    try {
+      return parse(value);
+    } catch (error) {
+      ctx.addIssue({ code: "custom", message: (error as Error).message });
+      return z.NEVER;
+    }
+  });
+}
+
+const policyVar = (name: string) => parsedVar<ThrottlePolicy>((v) => parsePolicy(v, name));
+
+const EnvSchema = z.object({
+  PORT: integerVar("PORT", 0, 65_535, "", "PORT must be a TCP port number between 0 and 65535").transform(
+    (v) => v ?? DEFAULT_PORT,
+  ),
+  DATABASE_URL: parsedVar((url) => {
+    checkDatabaseUrl(url);
+    return url;
+  }),
+  DATABASE_AUTH_TOKEN: secretVar("DATABASE_AUTH_TOKEN"),
+  TRICKLE_BUSY_TIMEOUT_MS: integerVar("TRICKLE_BUSY_TIMEOUT_MS", 0, 600_000),
+  ADMIN_TOKEN: secretVar("ADMIN_TOKEN"),
+  CRON_SECRET: secretVar("CRON_SECRET"),
+  TRICKLE_CONFIG: textVar(),
+  TRICKLE_MIGRATIONS: parsedVar((names) => {
+    if (!/^[A-Za-z0-9_,\s]+$/.test(names))
+      throw new Error("TRICKLE_MIGRATIONS must be comma-separated migration names, `all` or `none`");
+    return names;
+  }),
+  TRICKLE_TICK_MS: integerVar("TRICKLE_TICK_MS", 10, 3_600_000),
+  TRICKLE_SLICE_BUDGET_MS: integerVar("TRICKLE_SLICE_BUDGET_MS", 10, 900_000),
+  TRICKLE_STEP_TARGET_MS: integerVar("TRICKLE_STEP_TARGET_MS", 1, 60_000),
+  TRICKLE_YIELD_MS: integerVar("TRICKLE_YIELD_MS", 0, 60_000),
+  TRICKLE_LEASE_TTL_MS: integerVar("TRICKLE_LEASE_TTL_MS", 100, 3_600_000),
+  TRICKLE_SNAPSHOT_TTL_MS: integerVar("TRICKLE_SNAPSHOT_TTL_MS", 0, 600_000),
+  TRICKLE_MAX_QUARANTINED: integerVar("TRICKLE_MAX_QUARANTINED", 0, 10_000_000, ""),
+  TRICKLE_QUIET_HOURS: parsedVar((v) => {
+    parseQuietHours(v, "TRICKLE_QUIET_HOURS");
+    return v;
+  }),
+  TRICKLE_PROBE_SQL: textVar(),
+  TRICKLE_PROBE_MAX_MS: integerVar("TRICKLE_PROBE_MAX_MS", 1, 3_600_000),
+  TRICKLE_PROBE_EVERY_MS: integerVar("TRICKLE_PROBE_EVERY_MS", 0, 3_600_000),
+  TRICKLE_PROBE_POLICY: policyVar("TRICKLE_PROBE_POLICY"),
+  TRICKLE_THROTTLE_BUSY_RATE: parsedVar((v) => {
+    const rate = Number(v);
+    if (!/^(0?\.\d+|0|1)$/.test(v) || !(rate > 0 && rate < 1))
+      throw new Error("TRICKLE_THROTTLE_BUSY_RATE must be a number between 0 and 1, e.g. 0.5");
+    return rate;
+  }),
+  TRICKLE_THROTTLE_BUSY_WINDOW: integerVar("TRICKLE_THROTTLE_BUSY_WINDOW", 2, 1000, " of steps"),
+  TRICKLE_THROTTLE_BUSY_POLICY: policyVar("TRICKLE_THROTTLE_BUSY_POLICY"),
+  TRICKLE_STUCK_AFTER_MS: integerVar("TRICKLE_STUCK_AFTER_MS", 1_000, 604_800_000),
+  TRICKLE_WEBHOOK_URL: parsedVar((url) => {
+    let parsed: URL | undefined;
+    try {
+      parsed = new URL(url);
+    } catch {
+      parsed = undefined;
+    }
+    if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:"))
+      throw new Error("TRICKLE_WEBHOOK_URL must be an http:// or https:// URL");
+    return url;
+  }),
+  TRICKLE_WEBHOOK_SECRET: secretVar("TRICKLE_WEBHOOK_SECRET"),
+  TRICKLE_DENO_CRON: parsedVar((v) => {
+    if (v.split(/\s+/).length < 5)
+      throw new Error(`TRICKLE_DENO_CRON: "${v}" must be a cron schedule of five fields, e.g. "* * * * *"`);
+    return v;
+  }),
+});
+
+/** The names of every variable `loadSettings` reads (what an engine thread needs to load the same settings). */
+export const SETTINGS_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape);
+
+/** Parses and checks every setting. Throws an `Error` whose message starts with the first bad variable's name. */
+export function loadSettings(env: Env): Settings {
+  // Only our variables are looked at, so nothing else in the environment can end up in an error message.
+  const ours = Object.fromEntries(SETTINGS_VARIABLES.map((k) => [k, env[k]]));
+  const parsed = EnvSchema.safeParse(ours);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = String(issue?.path[0] ?? "environment");
+    const message = issue?.message ?? "invalid value";
+    throw new Error(message.startsWith(variable) ? message : `${variable}: ${message}`);
+  }
+  const e = parsed.data;
+
+  const overrides: Partial<Tuning> = {
+    ...(e.TRICKLE_SLICE_BUDGET_MS !== undefined ? { sliceBudgetMs: e.TRICKLE_SLICE_BUDGET_MS } : {}),
+    ...(e.TRICKLE_STEP_TARGET_MS !== undefined ? { stepTargetMs: e.TRICKLE_STEP_TARGET_MS } : {}),
+    ...(e.TRICKLE_YIELD_MS !== undefined ? { yieldMs: e.TRICKLE_YIELD_MS } : {}),
+    ...(e.TRICKLE_LEASE_TTL_MS !== undefined ? { leaseTtlMs: e.TRICKLE_LEASE_TTL_MS } : {}),
+    ...(e.TRICKLE_MAX_QUARANTINED !== undefined ? { maxQuarantined: e.TRICKLE_MAX_QUARANTINED } : {}),
+  };
+  const tuning = resolveTuning(DEFAULT_TUNING, overrides);
+  // A lease must outlive a slice, or a runner would lose its own lease in the middle of every slice.
+  if (tuning.leaseTtlMs <= tuning.sliceBudgetMs) {
+    throw new Error(
+      `TRICKLE_LEASE_TTL_MS (${tuning.leaseTtlMs}) must be greater than TRICKLE_SLICE_BUDGET_MS (${tuning.sliceBudgetMs})`,
+    );
+  }
+
+  return {
+    port: e.PORT,
+    databaseUrl: e.DATABASE_URL,
+    databaseAuthToken: e.DATABASE_AUTH_TOKEN,
+    busyTimeoutMs: e.TRICKLE_BUSY_TIMEOUT_MS ?? DEFAULT_BUSY_TIMEOUT_MS,
+    adminToken: e.ADMIN_TOKEN,
+    cronSecret: e.CRON_SECRET,
+    migrationsConfig: e.TRICKLE_CONFIG,
+    migrationNames: e.TRICKLE_MIGRATIONS,
+    tuning,
+    tickMs: e.TRICKLE_TICK_MS ?? DEFAULT_TICK_MS,
+    snapshotTtlMs: e.TRICKLE_SNAPSHOT_TTL_MS ?? DEFAULT_SNAPSHOT_TTL_MS,
+    throttle: throttleOf(e),
+    stuckAfterMs: e.TRICKLE_STUCK_AFTER_MS ?? DEFAULT_STUCK_AFTER_MS,
+    webhook: webhookOf(e),
+    denoCron: e.TRICKLE_DENO_CRON ?? DEFAULT_DENO_CRON,
+  };
+}
+
+type Parsed = z.infer<typeof EnvSchema>;
+
+function throttleOf(e: Parsed): ThrottleConfig {
+  const throttle: { -readonly [K in keyof ThrottleConfig]: ThrottleConfig[K] } = {};
+  if (e.TRICKLE_QUIET_HOURS !== undefined) throttle.quietHours = e.TRICKLE_QUIET_HOURS;
+  if ((e.TRICKLE_PROBE_SQL === undefined) !== (e.TRICKLE_PROBE_MAX_MS === undefined)) {
+    throw new Error("TRICKLE_PROBE_SQL and TRICKLE_PROBE_MAX_MS must be set together");
+  }
+  if (e.TRICKLE_PROBE_SQL !== undefined && e.TRICKLE_PROBE_MAX_MS !== undefined) {
+    try {
+      throttle.probe = checkProbe(
+        {
+          sql: e.TRICKLE_PROBE_SQL,
+          maxMs: e.TRICKLE_PROBE_MAX_MS,
+          ...(e.TRICKLE_PROBE_EVERY_MS !== undefined ? { everyMs: e.TRICKLE_PROBE_EVERY_MS } : {}),
+          ...(e.TRICKLE_PROBE_POLICY ? { policy: e.TRICKLE_PROBE_POLICY } : {}),
+        },
+        "probe",
+      );
+    } catch (error) {
+      throw new Error(`TRICKLE_PROBE_SQL: ${(error as Error).message.replace(/^probe\.sql /, "")}`);
+    }
+  }
+  if (e.TRICKLE_THROTTLE_BUSY_RATE !== undefined) {
+    throttle.busy = {
+      maxRate: e.TRICKLE_THROTTLE_BUSY_RATE,
+      ...(e.TRICKLE_THROTTLE_BUSY_WINDOW !== undefined ? { window: e.TRICKLE_THROTTLE_BUSY_WINDOW } : {}),
+      ...(e.TRICKLE_THROTTLE_BUSY_POLICY ? { policy: e.TRICKLE_THROTTLE_BUSY_POLICY } : {}),
+    };
+  }
+  return throttle;
+}
+
+function webhookOf(e: Parsed): WebhookSettings | undefined {
+  if (e.TRICKLE_WEBHOOK_URL === undefined) {
+    if (e.TRICKLE_WEBHOOK_SECRET !== undefined)
+      throw new Error("TRICKLE_WEBHOOK_SECRET is set but TRICKLE_WEBHOOK_URL is not");
+    return undefined;
+  }
+  return {
+    url: e.TRICKLE_WEBHOOK_URL,
+    ...(e.TRICKLE_WEBHOOK_SECRET !== undefined ? { secret: e.TRICKLE_WEBHOOK_SECRET } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// DATABASE_URL
+
+export const DATABASE_SCHEMES = ["file", "libsql", "http", "https", "ws", "wss"] as const;
+
+/** Throws an `Error` naming `DATABASE_URL` unless `url` is one trickle can open. Never repeats the URL. */
+export function checkDatabaseUrl(url: string): void {
+  const scheme = /^([A-Za-z][A-Za-z0-9.+-]*):/.exec(url)?.[1]?.toLowerCase();
+  const schemes = DATABASE_SCHEMES.map((s) => `${s}:`).join(", ");
+  if (scheme === undefined) throw new Error(`DATABASE_URL must start with one of ${schemes}`);
+  if (!(DATABASE_SCHEMES as readonly string[]).includes(scheme)) {
+    throw new Error(`DATABASE_URL has unsupported scheme "${scheme}:"; use one of ${schemes}`);
+  }
+  if (scheme === "file") {
+    fileUrlPath(url); // throws on a malformed file URL
+    return;
+  }
+  let host = "";
+  try {
+    host = new URL(url).hostname;
+  } catch {
+    throw new Error(`DATABASE_URL is not a valid ${scheme}: URL`);
+  }
+  if (host === "")
+    throw new Error(`DATABASE_URL (${scheme}:) must name a host, e.g. ${scheme}://db.example.com`);
+}
+
+/**
+ * The file path of a `file:` URL as libSQL opens it (relative paths stay relative to the working directory),
+ * or `undefined` for an in-memory database. Throws an `Error` naming `DATABASE_URL` for a malformed one.
+ */
+export function fileUrlPath(url: string): string | undefined {
+  let rest = url.slice("file:".length).replace(/[?#].*$/s, "");
+  if (rest.startsWith("//")) {
+    // file://host/path: libSQL accepts only an empty host or localhost.
+    const slash = rest.indexOf("/", 2);
+    const host = rest.slice(2, slash === -1 ? undefined : slash).toLowerCase();
+    if (host !== "" && host !== "localhost") {
+      throw new Error(
+        'DATABASE_URL: a file: URL with an absolute path starts with one slash ("file:/abs/path.db") or three ("file:///abs/path.db")',
+      );
+    }
+    rest = slash === -1 ? "" : rest.slice(slash);
+  }
+  let path: string;
+  try {
+    path = decodeURIComponent(rest);
+  } catch {
+    throw new Error("DATABASE_URL: the file path has an invalid percent-escape");
+  }
+  if (path === "") throw new Error("DATABASE_URL: the file: URL has no path, e.g. file:data/trickle.db");
+  if (path === ":memory:") return undefined;
+  return path;
+}
