@@ -6,7 +6,7 @@
  */
 import { createClient } from "@libsql/client/web";
 import { Runner } from "../src/engine/runner.ts";
-import { StateStore } from "../src/engine/state-store.ts";
+import { STATE_TABLE, StateStore } from "../src/engine/state-store.ts";
 import type { Tuning } from "../src/engine/tuning.ts";
 import { counterHistogram, createCounters, testCounterAllV1 } from "../test/fixtures/multiprocess.ts";
 import { freePort } from "../test/fixtures/server-process.ts";
@@ -108,7 +108,9 @@ export async function remoteFaultsScenario(options: RemoteFaultsOptions): Promis
       while (!finished && !stopChaos) {
         await sleep(randomInt(random, 80, 300));
         if (finished) break;
-        const row = await store.get(NAME);
+        // The runners create the state table at their first tick; on a busy machine that may not have happened yet.
+        const started = (await store.existingTables([STATE_TABLE])).size > 0;
+        const row = started ? await store.get(NAME) : undefined;
         const progress = row?.rowsProcessed ?? 0n;
         options.progress(
           `${progress} of ${rows} rows; ${counts.http5xx} 5xx, ${counts.dropped} drops, ${counts.delays} delays, ${counts.restarts} restarts`,

@@ -461,7 +461,7 @@ export async function verifyCommand(
       outstanding = true;
       continue;
     }
-    const residual = await plan.readResidual(client, null, null);
+    const residual = await plan.readResidual(client);
     const quarantined = (await store.listFailures(name)).length;
     out(
       `${name}: ${formatCount(residual)} rows still need work` +

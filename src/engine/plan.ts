@@ -144,31 +144,38 @@ export class MigrationPlan {
   }
 
   /**
-   * Rows in `[minKey, maxKey]` that still need work (the definition's `verify` condition). With
-   * `excludeQuarantined`, rows quarantined in `_async_migration_failures` (and not resolved) are not counted:
-   * they are accounted for separately, and re-sweeping them would only fail again.
+   * Rows of the whole table that still need work (the definition's `verify` condition), for `trickle verify`:
+   * walked read-only by key in pieces of at most `pieceKeys` keys (invariant 10), so no statement scales with the
+   * table. Nothing is recorded; `onPiece` sees the running count.
    */
   async readResidual(
     client: Queryable,
-    minKey: bigint | null,
-    maxKey: bigint | null,
-    options: { excludeQuarantined?: boolean } = {},
+    options: { pieceKeys?: number; onPiece?: (keysSeen: bigint, residual: bigint) => void } = {},
   ): Promise<bigint> {
-    const range = minKey === null || maxKey === null ? "1" : `${this.#key} >= :lo AND ${this.#key} <= :hi`;
-    const args: Record<string, InValue> =
-      minKey === null || maxKey === null ? {} : { ":lo": minKey, ":hi": maxKey };
-    const quarantine = options.excludeQuarantined ? ` AND ${this.#notQuarantined()}` : "";
-    if (options.excludeQuarantined) args[":trickle_name"] = this.migration.name;
-    const row = (
-      await client.execute({
-        sql: `SELECT CAST(COUNT(*) AS TEXT) AS n FROM ${this.#table}
-              WHERE ${range} AND (${this.migration.verify})${quarantine}`,
-        args,
-      })
-    ).rows[0];
-    const n = toBigIntOrNull(row?.n);
-    if (n === null) throw new Error(`verification query for ${this.migration.name} returned no count`);
-    return n;
+    const k = this.#key;
+    const pieceKeys = BigInt(options.pieceKeys ?? 50_000);
+    let after: bigint | null = null;
+    let residual = 0n;
+    let seen = 0n;
+    for (;;) {
+      const lower = after === null ? "1" : `${k} > :trickle_lo`;
+      const row = (
+        await client.execute({
+          sql: `SELECT COUNT(*) AS keys, CAST(MAX(k) AS TEXT) AS last, CAST(SUM(c) AS TEXT) AS matches
+                FROM (SELECT ${k} AS k, CASE WHEN (${this.migration.verify}) THEN 1 ELSE 0 END AS c
+                      FROM ${this.#table} WHERE ${lower} AND typeof(${k}) = 'integer'
+                      ORDER BY ${k} LIMIT :trickle_piece)`,
+          args: { ":trickle_piece": pieceKeys, ...(after === null ? {} : { ":trickle_lo": after }) },
+        })
+      ).rows[0];
+      const keys = BigInt(Number(row?.keys ?? 0));
+      residual += toBigIntOrNull(row?.matches) ?? 0n;
+      seen += keys;
+      options.onPiece?.(seen, residual);
+      const last = toBigIntOrNull(row?.last);
+      if (keys < pieceKeys || last === null) return residual;
+      after = last;
+    }
   }
 
   /**

@@ -75,6 +75,14 @@ export interface MigrationInfo {
   readonly residual: JsonInteger | null;
   /** Why and until when the migration holds back (throttling), or null. */
   readonly throttle: { readonly reason: string; readonly until: string } | null;
+  /**
+   * What a running migration is doing: `counting` its candidates, `backfilling` (the data walk) or `verifying`
+   * (both walks go in budgeted pieces, invariant 10); null unless running.
+   */
+  readonly phase: "counting" | "backfilling" | "verifying" | null;
+  /** How far the current walk has come: its last key and the key it ends at (null before it starts). */
+  readonly phaseCursor: JsonInteger | null;
+  readonly phaseEnd: JsonInteger | null;
 }
 
 /** One committed step, as the runner reported it. */
@@ -151,7 +159,8 @@ export function migrationInfo(
     name: row.name,
     status,
     rowsProcessed: jsonInteger(row.rowsProcessed),
-    rowsTotal: jsonInteger(row.rowsTotal),
+    // While the run counts its candidates, the total is what the count has found so far.
+    rowsTotal: jsonInteger(row.phase === "counting" ? row.scanCount : row.rowsTotal),
     rate: round(figures.rate, 3),
     etaSeconds: figures.etaSeconds === null ? null : round(figures.etaSeconds, 1),
     elapsedSeconds: round(figures.elapsedSeconds, 3),
@@ -177,6 +186,26 @@ export function migrationInfo(
       figures.throttled && throttledUntil
         ? { reason: inProcess?.reason ?? row.throttleReason ?? "throttled", until: throttledUntil }
         : null,
+    ...phaseOf(row, status),
+  };
+}
+
+function phaseOf(
+  row: MigrationRow,
+  status: ReportedStatus,
+): Pick<MigrationInfo, "phase" | "phaseCursor" | "phaseEnd"> {
+  if (status !== "running") return { phase: null, phaseCursor: null, phaseEnd: null };
+  if (row.phase === null) {
+    return {
+      phase: "backfilling",
+      phaseCursor: jsonIntegerOrNull(row.cursor),
+      phaseEnd: jsonIntegerOrNull(row.maxKey),
+    };
+  }
+  return {
+    phase: row.phase,
+    phaseCursor: jsonIntegerOrNull(row.scanCursor),
+    phaseEnd: jsonIntegerOrNull(row.scanEnd),
   };
 }
 

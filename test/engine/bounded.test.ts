@@ -6,6 +6,7 @@
 import type { Client } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
 import { Runner } from "../../src/engine/runner.ts";
+import { buildSnapshot } from "../../src/progress/snapshot.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
 import {
   counterMigration,
@@ -106,6 +107,13 @@ describe("bounded statements (invariant 10)", () => {
     expect(mid?.phase).toBe("counting");
     expect(BigInt(mid?.scan_cursor ?? "0")).toBeGreaterThan(0n);
     expect(mid?.rows_processed).toBe("0");
+    // The status routes say what it is doing and how far the walk has come.
+    const info = buildSnapshot([(await first.store.get("count_v1"))!], {
+      names: ["count_v1"],
+      takenAt: Date.now(),
+    }).migrations[0];
+    expect(info).toMatchObject({ status: "running", phase: "counting", phaseEnd: 5000 });
+    expect(Number(info?.phaseCursor)).toBeGreaterThan(0);
     expect([...(await countersById(client)).values()].every((n) => n === 0n)).toBe(true);
     await client.execute("UPDATE _async_migrations SET lease_expires_at = '2000-01-01T00:00:00.000Z'");
 

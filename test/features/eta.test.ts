@@ -271,6 +271,9 @@ describe("status page and banner show the band", () => {
     verifiedAt: null,
     residual: null,
     throttle: null,
+    phase: "backfilling",
+    phaseCursor: 600,
+    phaseEnd: 1000,
     ...overrides,
   });
   const health = (items: MigrationInfo[]) => ({

@@ -101,6 +101,9 @@ describe("SnapshotCache behind the routes", () => {
           verifiedAt: null,
           residual: null,
           throttle: null,
+          phase: "backfilling",
+          phaseCursor: 5,
+          phaseEnd: 10,
         },
       ],
     };
