@@ -9,7 +9,9 @@
  * happens. For more control, the pieces are exported too: `Runner`, `Scheduler`, `MigrationControls`,
  * `SnapshotCache`, `createApp` and the route factories.
  *
- * Portable: nothing here imports `node:*`, so the same entry works on Node, Workers, Deno and Bun.
+ * Portable: nothing here imports `node:*`, so the same entry works on Node, Workers, Deno and Bun. The package's
+ * other entries: `./worker` (the Workers module: `export { default } from "trickle-backfill/worker"`) and `./node`
+ * (the Node server with its engine thread, src/node/index.ts).
  */
 
 // HTTP
@@ -135,3 +137,13 @@ export {
   type ServiceSettings,
 } from "./service.ts";
 export { loadSettings, SETTINGS_VARIABLES, type Settings } from "./settings.ts";
+// Cloudflare Workers: the handlers the `./worker` entry exports as its default, built on your own catalogue
+export {
+  createWorker,
+  WORKER_LEASE_TTL_MS,
+  WORKER_SLICE_BUDGET_MS,
+  type WorkerContext,
+  type WorkerEnv,
+  type WorkerHandlers,
+  type WorkerScheduledController,
+} from "./worker/handlers.ts";

@@ -151,7 +151,14 @@ export function logStateChange(log: (line: string) => void): (event: RunnerEvent
   return (event) => {
     switch (event.type) {
       case "run-started":
-        log(`trickle: ${event.name} started: ${event.rowsTotal} candidate rows`);
+        log(
+          `trickle: ${event.name} started: counting candidates up to key ${event.maxKey ?? "(none: empty table)"}`,
+        );
+        break;
+      case "counted":
+        log(
+          `trickle: ${event.name}: ${event.rowsTotal} candidate rows, keys ${event.minKey ?? "-"}..${event.maxKey ?? "-"}`,
+        );
         break;
       case "sweep":
         log(`trickle: ${event.name} pass ${event.pass}: re-sweeping ${event.residual} rows`);
@@ -197,6 +204,7 @@ export function logStateChange(log: (line: string) => void): (event: RunnerEvent
         break;
       case "step":
       case "bisecting":
+      case "scan":
         return;
     }
     lastReason.delete(event.name);

@@ -6,6 +6,9 @@
  * src/worker/handlers.ts. Nothing else is exported: workerd treats every named export of the main module as an
  * entrypoint.
  */
-import { createWorker } from "./worker/handlers.ts";
+import { createWorker, type WorkerHandlers } from "./worker/handlers.ts";
 
-export default createWorker();
+// Typed explicitly so the published declarations (JSR's "no slow types", the npm package's .d.ts) name it.
+const worker: WorkerHandlers = createWorker();
+
+export default worker;

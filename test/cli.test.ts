@@ -1,46 +1,33 @@
 /**
  * The `trickle` CLI as operators use it: real child processes (`tsx src/cli/main.ts …`) on real libSQL files.
- * Usage and configuration errors, the seed → verify → run → verify flow against the one-shot oracle,
- * `status --json`, control transitions and their exit codes, a failing migration, and SIGINT.
+ * Help (global and per command), one-line usage errors, configuration errors, read-only commands that never
+ * create a database, the seed → verify → run → verify flow against the one-shot oracle, `--json` output that is
+ * the only thing on stdout, control transitions and their exit codes, verify on a foreign database, a failing
+ * migration, and SIGINT.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Client } from "@libsql/client";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { parseCommand, UsageError } from "../src/cli/args.ts";
+import { type Command, commandHelp, parseCommandLine, UsageError } from "../src/cli/args.ts";
 import { formatCount, formatDuration, formatRate, renderBar } from "../src/cli/progress.ts";
 import { databaseConfigFromEnv } from "../src/node/database.ts";
-import { CLI } from "./helpers/cli.ts";
+import { type CliResult, cli, finished, startCli } from "./helpers/cli.ts";
 import { lastSeenById, oneShotResult, type TempDb, tempDb } from "./helpers/db.ts";
 
-interface CliResult {
-  readonly code: number | null;
-  readonly stdout: string;
-  readonly stderr: string;
+function parseCommand(argv: readonly string[]): Command {
+  return parseCommandLine(argv).command;
 }
 
-function start(args: readonly string[], env: Record<string, string>): ChildProcess {
-  // Only the settings under test: the developer's TRICKLE_* / DATABASE_* must not leak in.
-  const base = Object.fromEntries(
-    Object.entries(process.env).filter(([k]) => !k.startsWith("TRICKLE_") && !k.startsWith("DATABASE_")),
-  );
-  return spawn(process.execPath, [...CLI, ...args], { env: { ...base, ...env } });
-}
-
-function finished(child: ChildProcess): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    let stdout = "";
-    let stderr = "";
-    child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr?.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-function cli(args: readonly string[], env: Record<string, string>): Promise<CliResult> {
-  return finished(start(args, env));
+/** A usage error: exit 2, and on stderr exactly one line naming the mistake plus the pointer to the help. */
+function expectUsageError(r: CliResult, label: string, message: RegExp, command?: string): void {
+  expect(r.code, `${label}: ${r.stderr}`).toBe(2);
+  expect(r.stdout, label).toBe("");
+  const lines = r.stderr.trimEnd().split("\n");
+  expect(lines, label).toHaveLength(2);
+  expect(lines[0], label).toMatch(new RegExp(`^trickle${command ? ` ${command}` : ""}: `));
+  expect(lines[0], label).toMatch(message);
+  expect(lines[1], label).toBe(`see trickle${command ? ` ${command}` : ""} --help`);
 }
 
 interface StatusItem {
@@ -99,44 +86,67 @@ describe("usage and configuration errors", () => {
   });
   afterAll(() => db.cleanup());
 
-  test("bad commands, flags and values exit 2 with usage and a message naming what is wrong", async () => {
-    const env = { DATABASE_URL: db.url };
-    const cases: Array<[args: string[], message: RegExp]> = [
+  test("bad commands, flags and values exit 2 with one line naming what is wrong and where the help is", async () => {
+    // The database does not exist: a usage error is found before anything is opened, and creates nothing.
+    const env = { DATABASE_URL: `file:${join(db.dir, "never", "x.db")}` };
+    const cases: Array<[args: string[], message: RegExp, command?: string]> = [
       [["frobnicate"], /unknown command "frobnicate"/],
-      [["seed", "--bogus"], /unknown option --bogus for "seed"/],
-      [["seed", "--transmissions"], /option --transmissions needs a value/],
-      [["run", "--budget-ms", "12x"], /option --budget-ms must be an integer ≥ 1, got "12x"/],
-      [["run", "--migrations", "nope_v1"], /--migrations: unknown migration nope_v1/],
+      [["frobnicate", "--help"], /unknown command "frobnicate"/],
+      [[], /missing command/],
+      [["seed", "--bogus"], /unknown option --bogus/, "seed"],
+      [["seed", "--transmissions"], /option --transmissions needs a value/, "seed"],
+      [["seed", "--transmissions", "1", "--observations", "999"], /observations \(999\) exceed/, "seed"],
+      [["run", "--budget-ms", "12x"], /option --budget-ms must be an integer ≥ 1, got "12x"/, "run"],
+      [["run", "--migrations", "nope_v1"], /--migrations: unknown migration nope_v1/, "run"],
+      [["verify", "nope_v1"], /unknown migration "nope_v1"/, "verify"],
+      [["status", "--config"], /option --config needs a file/, "status"],
     ];
     const results = await Promise.all(cases.map(([args]) => cli(args, env)));
     results.forEach((r, i) => {
-      const [args, message] = cases[i]!;
-      expect(r.code, `trickle ${args.join(" ")}`).toBe(2);
-      expect(r.stderr, `trickle ${args.join(" ")}`).toMatch(message);
-      expect(r.stderr).toContain("Usage: npm run trickle");
+      const [args, message, command] = cases[i]!;
+      expectUsageError(r, `trickle ${args.join(" ")}`, message, command);
     });
+    expect(existsSync(join(db.dir, "never"))).toBe(false);
   });
 
   test("the parser rejects every malformed command line with a UsageError naming the problem", () => {
-    const cases: Array<[args: string[], message: RegExp]> = [
-      [[], /missing command/],
-      [["--json"], /expected a command before --json/],
-      [["seed", "--transmissions", "-5"], /--transmissions must be an integer ≥ 0, got "-5"/],
-      [["seed", "--observations", "1.5"], /--observations must be an integer ≥ 0/],
-      [["seed", "--legacy-fraction", "1.5"], /--legacy-fraction must be a number between 0 and 1/],
-      [["seed", "--legacy-fraction", "abc"], /--legacy-fraction must be a number between 0 and 1/],
-      [["seed", "--seed", "1", "--seed", "2"], /--seed given twice/],
-      [["run", "--budget-ms", "0"], /--budget-ms must be an integer ≥ 1, got "0"/],
-      [["run", "--until-done", "--migrations"], /--migrations needs a value/],
-      [["status", "--json=yes"], /--json takes no value/],
-      [["status", "-j"], /unknown option -j for "status"/],
-      [["pause"], /"pause" needs <name>/],
-      [["verify", "a", "b"], /unexpected argument "b" for "verify"/],
-      [["toString"], /unknown command "toString"/],
+    const cases: Array<[args: string[], message: RegExp, command?: string]> = [
+      [[], /^missing command$/],
+      [["--json"], /^expected a command before --json$/],
+      [["seed", "--transmissions", "-5"], /--transmissions must be an integer ≥ 0, got "-5"/, "seed"],
+      [["seed", "--observations", "1.5"], /--observations must be an integer ≥ 0/, "seed"],
+      [["seed", "--legacy-fraction", "1.5"], /--legacy-fraction must be a number between 0 and 1/, "seed"],
+      [["seed", "--legacy-fraction", "abc"], /--legacy-fraction must be a number between 0 and 1/, "seed"],
+      [["seed", "--seed", "1", "--seed", "2"], /--seed given twice/, "seed"],
+      [["run", "--budget-ms", "0"], /--budget-ms must be an integer ≥ 1, got "0"/, "run"],
+      [["run", "--until-done", "--migrations"], /--migrations needs a value/, "run"],
+      [["run", "--migrations", "--until-done"], /--migrations needs a value/, "run"],
+      [["run", "--json", "--json"], /--json given twice/, "run"],
+      [["status", "--json=yes"], /--json takes no value/, "status"],
+      [["status", "-j"], /^unknown option -j$/, "status"],
+      [["status", "--until-done"], /^unknown option --until-done$/, "status"],
+      [["pause"], /^missing <name>$/, "pause"],
+      [["failures", "x", "--keys", "5"], /--keys needs --retry/, "failures"],
+      [
+        ["failures", "x", "--retry", "--keys", "5,a"],
+        /--keys must be comma-separated integer keys/,
+        "failures",
+      ],
+      [["verify", "a", "b"], /^unexpected argument "b"$/, "verify"],
+      [["toString"], /^unknown command "toString"$/],
+      [["help", "nope"], /^unknown command "nope"$/, "help"],
+      [["status", "--config", "a.json", "--config=b.json"], /--config given twice/, "status"],
     ];
-    for (const [args, message] of cases) {
-      expect(() => parseCommand(args), args.join(" ")).toThrow(UsageError);
-      expect(() => parseCommand(args), args.join(" ")).toThrow(message);
+    for (const [args, message, command] of cases) {
+      let error: unknown;
+      try {
+        parseCommand(args);
+      } catch (e) {
+        error = e;
+      }
+      expect(error, args.join(" ")).toBeInstanceOf(UsageError);
+      expect((error as UsageError).message, args.join(" ")).toMatch(message);
+      expect((error as UsageError).command, args.join(" ")).toBe(command);
     }
     expect(parseCommand(["seed"])).toEqual({
       name: "seed",
@@ -157,19 +167,79 @@ describe("usage and configuration errors", () => {
       untilDone: true,
       budgetMs: 250,
       migrations: "all",
+      json: false,
     });
     expect(parseCommand(["retry", "x_v1"])).toEqual({
       name: "retry",
       migration: "x_v1",
       migrations: undefined,
     });
-    expect(parseCommand(["status", "--help"])).toEqual({ name: "help" });
+    expect(parseCommand(["failures", "x_v1", "--retry", "--keys", "5, 9223372036854775807"])).toMatchObject({
+      retry: true,
+      keys: ["5", "9223372036854775807"],
+    });
+    // --config anywhere on the line, with a space or an `=`.
+    expect(parseCommandLine(["--config", "m.json", "verify", "x_v1"])).toEqual({
+      command: { name: "verify", migration: "x_v1", migrations: undefined },
+      configFile: "m.json",
+    });
+    expect(parseCommandLine(["dry-run", "--json", "--config=m.json"]).configFile).toBe("m.json");
+    expect(parseCommandLine(["run", "--config", "m.json", "--until-done"]).command).toMatchObject({
+      untilDone: true,
+    });
+    // --help (or -h) anywhere asks for the command's help, whatever else is on the line.
+    expect(parseCommand(["status", "--help"])).toEqual({ name: "help", topic: "status" });
+    expect(parseCommand(["run", "--bogus", "-h"])).toEqual({ name: "help", topic: "run" });
+    expect(parseCommand(["--help"])).toEqual({ name: "help", topic: undefined });
+    expect(parseCommand(["help", "dry-run"])).toEqual({ name: "help", topic: "dry-run" });
   });
 
-  test("help prints usage and exits 0", async () => {
-    const r = await cli(["help"], { DATABASE_URL: db.url });
-    expect(r.code).toBe(0);
-    expect(r.stdout).toContain("Usage: npm run trickle -- <command>");
+  test("every command has its own help, naming each of its flags", () => {
+    const flags: Record<string, string[]> = {
+      seed: ["--transmissions N", "--observations M", "--legacy-fraction F", "--seed S"],
+      status: ["--json"],
+      run: ["--until-done", "--budget-ms N", "--migrations a,b|all", "--json"],
+      verify: ["--migrations a,b|all"],
+      "dry-run": ["--batch-size N", "--tick-interval-ms N", "--json"],
+      failures: ["--all", "--json", "--retry", "--keys k1,k2"],
+      pause: ["--migrations a,b|all"],
+      resume: [],
+      cancel: [],
+      retry: [],
+    };
+    for (const [command, names] of Object.entries(flags)) {
+      const help = commandHelp(command);
+      expect(help.split("\n")[0], command).toMatch(new RegExp(`^Usage: trickle ${command} `));
+      for (const flag of [...names, "--config FILE", "-h, --help"]) expect(help, command).toContain(flag);
+      expect(help, command).toMatch(/^Exit codes: 0/m);
+      expect(help, command).not.toContain("Commands:");
+    }
+  });
+
+  test("help prints the global usage, `<command> --help` the command's own; both exit 0 and open nothing", async () => {
+    const env = { DATABASE_URL: `file:${join(db.dir, "nowhere", "x.db")}`, TRICKLE_STEP_TARGET_MS: "abc" };
+    const [global, dashes, run, viaHelp, short] = await Promise.all([
+      cli(["help"], env),
+      cli(["--help"], env),
+      cli(["run", "--help"], env),
+      cli(["help", "verify"], env),
+      cli(["status", "-h"], env),
+    ]);
+    for (const r of [global, dashes, run, viaHelp, short]) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(r.stderr).toBe("");
+    }
+    expect(global.stdout).toContain("Usage: trickle <command>");
+    expect(global.stdout).toContain("Commands:");
+    expect(dashes.stdout).toBe(global.stdout);
+    expect(run.stdout).toMatch(/^Usage: trickle run \[--until-done\] \[--budget-ms N\]/);
+    expect(run.stdout).toContain("--until-done");
+    expect(run.stdout).toContain("130 / 143");
+    expect(run.stdout).not.toContain("Commands:");
+    expect(run.stdout).not.toContain("seed [--transmissions");
+    expect(viaHelp.stdout).toMatch(/^Usage: trickle verify \[name\]/);
+    expect(short.stdout).toMatch(/^Usage: trickle status \[--json\]/);
+    expect(existsSync(join(db.dir, "nowhere"))).toBe(false);
   });
 
   test("invalid environment exits 2 naming the variable, without echoing the URL", async () => {
@@ -249,12 +319,61 @@ describe("usage and configuration errors", () => {
   });
 
   test("a database that cannot be opened exits 2 naming DATABASE_URL", async () => {
-    // The parent "directory" is a regular file, so the database cannot be created.
+    // The parent "directory" is a regular file, so the database cannot be created (run may create one).
     const blocker = join(db.dir, "blocker");
     writeFileSync(blocker, "not a directory");
-    const r = await cli(["status"], { DATABASE_URL: `file:${blocker}/inside.db` });
+    const r = await cli(["run"], { DATABASE_URL: `file:${blocker}/inside.db` });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/cannot open the database named by DATABASE_URL/);
+  });
+});
+
+describe("read-only commands never create a database", () => {
+  let db: TempDb;
+  beforeAll(() => {
+    db = tempDb();
+  });
+  afterAll(() => db.cleanup());
+
+  test("status, verify, dry-run, failures and the controls on a missing path: exit 2, one line, nothing created", async () => {
+    const missingDir = join(db.dir, "nonexistent", "dir");
+    const inMissingDir = join(missingDir, "x.db");
+    const inExistingDir = join(db.dir, "x.db"); // the directory exists, the file does not
+    const name = "tx_last_seen_backfill_v1";
+    const cases: Array<[args: string[], path: string]> = [
+      [["status"], inMissingDir],
+      [["status", "--json"], inMissingDir],
+      [["verify"], inMissingDir],
+      [["dry-run", "--json"], inMissingDir],
+      [["failures", name], inMissingDir],
+      [["pause", name], inMissingDir],
+      [["status"], inExistingDir],
+      [["retry", name], inExistingDir],
+    ];
+    const results = await Promise.all(
+      cases.map(([args, path]) => cli(args, { DATABASE_URL: `file:${path}` })),
+    );
+    results.forEach((r, i) => {
+      const [args, path] = cases[i]!;
+      const label = `trickle ${args.join(" ")} on ${path}`;
+      expect(r.code, `${label}: ${r.stderr}`).toBe(2);
+      expect(r.stderr, label).toBe(`trickle: no database at ${path}\n`);
+      expect(r.stdout, label).toBe("");
+    });
+    expect(existsSync(join(db.dir, "nonexistent"))).toBe(false);
+    expect(existsSync(inExistingDir)).toBe(false);
+    expect(existsSync(`${inExistingDir}-wal`)).toBe(false);
+  });
+
+  test("seed and run create the database (and its directory); status then reads it", async () => {
+    const path = join(db.dir, "new", "dir", "x.db");
+    const env = { DATABASE_URL: `file:${path}` };
+    const run = await cli(["run"], env);
+    expect(run.code, run.stderr).toBe(0);
+    expect(existsSync(path)).toBe(true);
+    const status = await cli(["status", "--json"], env);
+    expect(status.code, status.stderr).toBe(0);
+    expect((JSON.parse(status.stdout) as { status: string }[]).map((m) => m.status)).toEqual(["pending"]);
   });
 });
 
@@ -323,6 +442,33 @@ describe("seed → verify → run → verify", () => {
     expect(verify.stdout).toContain("tx_last_seen_backfill_v1: 0 rows still need work");
   });
 
+  test("with --json, stdout is exactly one JSON document (progress and logs go to stderr)", async () => {
+    const env = { DATABASE_URL: db.url };
+    const name = "tx_last_seen_backfill_v1";
+    const [statusJson, dryRun, failures] = await Promise.all([
+      cli(["status", "--json"], env),
+      cli(["dry-run", name, "--json"], env),
+      cli(["failures", name, "--json", "--all"], env),
+    ]);
+    const run = await cli(["run", "--until-done", "--json", "--migrations", name], env); // alone: it writes
+    for (const r of [statusJson, dryRun, failures, run]) {
+      expect(r.code, r.stderr).toBe(0);
+      expect(() => JSON.parse(r.stdout), r.stdout).not.toThrow();
+    }
+    expect((JSON.parse(statusJson.stdout) as StatusItem[])[0]).toMatchObject({ name, status: "done" });
+    expect(JSON.parse(dryRun.stdout)).toEqual([expect.objectContaining({ name })]);
+    expect(JSON.parse(failures.stdout)).toEqual([]);
+    const summary = JSON.parse(run.stdout) as {
+      seconds: number;
+      stoppedBy: string | null;
+      migrations: StatusItem[];
+      notes: unknown[];
+    };
+    expect(summary.stoppedBy).toBeNull();
+    expect(typeof summary.seconds).toBe("number");
+    expect(summary.migrations).toEqual([expect.objectContaining({ name, status: "done", percent: 100 })]);
+  });
+
   test("verify of an opt-in migration whose column does not exist yet reports it not started", async () => {
     const hop = await cli(["verify", "obs_hop_count_v1"], { DATABASE_URL: db.url });
     expect(hop.code).toBe(1);
@@ -338,7 +484,9 @@ describe("control commands", () => {
     try {
       const env = { DATABASE_URL: db.url };
       const name = "tx_last_seen_backfill_v1";
-      // No CoreScope tables: the migration is registered (pending) and would wait, which is all control needs.
+      // An empty database (the controls do not create one) without the CoreScope tables: the migration is
+      // registered (pending) and would wait, which is all control needs.
+      writeFileSync(db.path, "");
       const steps: Array<[args: string[], code: number, out: RegExp]> = [
         [["pause", name], 0, /tx_last_seen_backfill_v1: pending → paused/],
         [["pause", name], 1, /cannot pause a migration that is paused/],
@@ -355,14 +503,17 @@ describe("control commands", () => {
       const client = db.open();
       expect((await stateRows(client)).map((s) => [s.name, s.status])).toEqual([[name, "pending"]]);
 
-      // Tables missing: run waits (pending with the reason), exits 0; verify skips it and exits 0.
+      // Tables missing: run waits (pending with the reason), exits 0; verify cannot pass on such a database
+      // (it would make a CI gate pointed at the wrong database green): exit 1 with the reason.
       const run = await cli(["run", "--until-done"], env);
       expect(run.code).toBe(0);
       expect(run.stdout).toMatch(/tx_last_seen_backfill_v1\s+pending/);
       expect(run.stdout).toMatch(/waiting: table transmissions, observations does not exist/);
       const verify = await cli(["verify"], env);
-      expect(verify.code).toBe(0);
-      expect(verify.stdout).toContain("skipped (table transmissions, observations does not exist)");
+      expect(verify.code).toBe(1);
+      expect(verify.stdout).toBe(
+        "tx_last_seen_backfill_v1: cannot verify here (table transmissions, observations does not exist)\n",
+      );
     } finally {
       db.cleanup();
     }
@@ -408,7 +559,7 @@ describe("signals", () => {
       const seeded = await cli(["seed", "--transmissions", "8000", "--observations", "200000"], env);
       expect(seeded.code, seeded.stderr).toBe(0);
 
-      const child = start(["run", "--until-done", "--migrations", "all"], env);
+      const child = startCli(["run", "--until-done", "--migrations", "all"], env);
       const result = finished(child);
       // The first progress line means steps are under way; the whole run takes far longer than one step.
       await new Promise<void>((resolve) => child.stderr?.once("data", () => resolve()));

@@ -46,6 +46,9 @@ function randomInt(min: number, max: number): number {
   return min + Math.floor(Math.random() * (max - min + 1));
 }
 
+/** The most steps a child may take in one round before it stops itself and waits for its kill. */
+const MAX_STEPS_PER_ROUND = 8;
+
 interface Kill {
   readonly round: number;
   /** When the kill was aimed: a delay after start-up, or a delay after the n-th reported step. */
@@ -69,15 +72,22 @@ async function killRepeatedly(
   const kills: Kill[] = [];
   let previous: bigint | null = null;
   for (let round = 0; round < rounds; round++) {
-    const child = spawnRunner(`runner-${round}`, { ...config, owner: `runner-${round}` });
+    // Where the kill is aimed, and how far the child may run at most if this process lags behind (it then
+    // stops itself after that many steps and is killed there): a round never covers more than a few steps.
+    const startUp = Math.random() < 0.5;
+    const steps = randomInt(1, 4);
+    const child = spawnRunner(`runner-${round}`, {
+      ...config,
+      owner: `runner-${round}`,
+      stopAfterSteps: startUp ? MAX_STEPS_PER_ROUND : Math.min(steps + 3, MAX_STEPS_PER_ROUND),
+    });
     let plan: string;
-    if (Math.random() < 0.5) {
+    if (startUp) {
       const delay = randomInt(20, 300);
       plan = `${delay} ms after start-up`;
       await child.waitForLine((l) => l.type === "ready", 20_000);
       await sleep(delay);
     } else {
-      const steps = randomInt(1, 4);
       const delay = randomInt(0, 25);
       plan = `${delay} ms after step ${steps}`;
       await child.waitForCount("step", steps, 20_000);
@@ -131,7 +141,8 @@ describe("SIGKILL at random moments", () => {
       dbPath: db.path,
       migration: txLastSeenBackfillV1.name,
       // A short lease so a restarted runner takes over quickly; small steps so a run spans many kills.
-      tuning: { leaseTtlMs: 250, initialBatch: 50, maxBatch: 150, yieldMs: 30, sliceBudgetMs: 1_000 },
+      // 20 rounds of at most 8 steps of 100 keys cannot reach the end of 25,000 keys.
+      tuning: { leaseTtlMs: 250, initialBatch: 50, maxBatch: 100, yieldMs: 30, sliceBudgetMs: 1_000 },
       timeoutMs: 100,
     };
     const kills = await killRepeatedly(client, txLastSeenBackfillV1.name, config, 20, async (row) => {
@@ -161,7 +172,7 @@ describe("SIGKILL at random moments", () => {
   });
 
   it("a non-idempotent counter migration ends with every row incremented exactly once", async () => {
-    // Ten rounds advance at most ~14 steps of 100 each (300 ms at ≥ 21 ms per step): the run must outlast them.
+    // Ten rounds advance at most 8 steps of 100 each (children stop themselves there): the run outlasts them.
     const rows = 16_000;
     const client = db.open();
     await createCounters(client, rows);

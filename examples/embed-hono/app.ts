@@ -6,7 +6,8 @@
  * application decides how ticks are driven: `trickle.start()` runs the in-process scheduler, `trickle.tick()` runs
  * one slice on demand (from a cron, a queue consumer, a test).
  *
- * In an application that installed trickle as a package, the import below would be `from "trickle"`.
+ * In an application that installed trickle as a package (`npm install trickle-backfill`), the import below would
+ * be `from "trickle-backfill"`.
  */
 import type { Client } from "@libsql/client";
 import { Hono } from "hono";

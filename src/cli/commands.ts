@@ -352,6 +352,15 @@ class RunProgress {
   }
 }
 
+/** `run --json`: the run's migrations as `status --json` shows them, and what stopped it. */
+export interface RunJson {
+  readonly seconds: number;
+  readonly stoppedBy: NodeJS.Signals | null;
+  readonly migrations: readonly StatusJson[];
+  /** Reasons only this process knows (not yet in a row), e.g. a transient error it backed off from. */
+  readonly notes: readonly { readonly name: string; readonly note: string }[];
+}
+
 export async function runCommand(
   client: Client,
   command: Of<"run">,
@@ -405,13 +414,25 @@ export async function runCommand(
     await Promise.race([notifier.idle(), new Promise((resolve) => setTimeout(resolve, 10_000))]);
   const after = (await runner.store.list()).filter((row) => names.has(row.name));
   const now = Date.now();
-  const seconds = ((performance.now() - began) / 1000).toFixed(1);
-  out(`run finished in ${seconds} s${received ? ` (stopped by ${received})` : ""}:`);
-  for (const line of describeRows(after, now, settings.stuckAfterMs)) out(`  ${line}`);
+  const seconds = (performance.now() - began) / 1000;
   // Reasons only this process knows (not yet written to the row), e.g. a transient error it backed off from.
+  const notes: { name: string; note: string }[] = [];
   for (const state of runner.state()) {
     const row = after.find((r) => r.name === state.name);
-    if (state.reason && state.reason !== row?.reason) out(`    note: ${state.reason}`);
+    if (state.reason && state.reason !== row?.reason) notes.push({ name: state.name, note: state.reason });
+  }
+  if (command.json) {
+    const summary: RunJson = {
+      seconds: round(seconds, 3),
+      stoppedBy: received ?? null,
+      migrations: after.map((row) => statusJson(row, now, settings.stuckAfterMs)),
+      notes,
+    };
+    out(JSON.stringify(summary, null, 2));
+  } else {
+    out(`run finished in ${seconds.toFixed(1)} s${received ? ` (stopped by ${received})` : ""}:`);
+    for (const line of describeRows(after, now, settings.stuckAfterMs)) out(`  ${line}`);
+    for (const { note } of notes) out(`    note: ${note}`);
   }
   if (received) return received === "SIGINT" ? 130 : 143;
   return after.some((row) => row.status === "failed") ? 1 : 0;
@@ -450,9 +471,11 @@ export async function verifyCommand(
   for (const definition of migrations) {
     const plan = new MigrationPlan(resolveMigration(definition));
     const name = plan.migration.name;
-    const skip = await notApplicable(store, plan);
-    if (skip) {
-      out(`${name}: skipped (${skip})`);
+    // A table that is not there cannot be verified: not a pass (verify gates CI on the right database).
+    const unavailable = await notApplicable(store, plan);
+    if (unavailable) {
+      out(`${name}: cannot verify here (${unavailable})`);
+      outstanding = true;
       continue;
     }
     const columns = await missingColumns(client, plan);

@@ -29,16 +29,18 @@
 import type { Client, InValue, Row, Transaction } from "@libsql/client";
 import type { MigrationDefinition, ResolvedMigration } from "../migrations/define.ts";
 import { classifyError, isRowLevelError } from "./errors.ts";
-import { MigrationPlan, type Queryable } from "./plan.ts";
-import { literal, quote, SQL_NOW, sqlNowPlus } from "./sql.ts";
+import { isSatisfied, prerequisiteStatement } from "./plan/prerequisites.ts";
+import { MigrationPlan } from "./plan.ts";
+import { quote } from "./sql.ts";
+import { type Lease, toBigIntOrNull } from "./state/row.ts";
+import { prepareStateIn } from "./state/schema.ts";
 import {
-  type Lease,
-  missingColumnStatements,
-  STATE_TABLE,
-  StateStore,
-  schemaStatements,
-  toBigIntOrNull,
-} from "./state-store.ts";
+  dryRunLeaseStatement,
+  readLeaseEpoch,
+  readRowsProcessed,
+  rowsProcessedStatement,
+} from "./state/statements.ts";
+import { StateStore } from "./state/store.ts";
 import { resolveTuning, type Tuning } from "./tuning.ts";
 
 export type JsonValue = string | number | boolean | null;
@@ -171,7 +173,7 @@ export async function dryRunMigration(
   const plan = new MigrationPlan(migration);
   const tables = await store.existingTables([...new Set([migration.table, ...migration.requires])]);
   const missing = migration.requires.filter((t) => !tables.has(t));
-  const stateExists = (await store.existingTables([STATE_TABLE])).size > 0;
+  const stateExists = await store.hasState();
   const row = stateExists ? await store.get(migration.name) : undefined;
   let blockedBy: string | null = missing.length > 0 ? `table ${missing.join(", ")} does not exist` : null;
   if (blockedBy === null) blockedBy = (await plan.keyProblem(client)) ?? null;
@@ -192,13 +194,7 @@ export async function dryRunMigration(
   const reviewLease: Lease = { name: migration.name, owner: DRY_RUN_OWNER, epoch: 0n, ttlMs: 60_000 };
   const sql = (minKey: bigint | null, maxKey: bigint | null) =>
     plan
-      .stepStatements(
-        store,
-        reviewLease,
-        { cursor: null, minKey: minKey ?? 0n, maxKey: maxKey ?? 0n, pass: 1 },
-        size,
-        0,
-      )
+      .stepBatch(reviewLease, { cursor: null, minKey: minKey ?? 0n, maxKey: maxKey ?? 0n, pass: 1 }, size, 0)
       .statements.map((s) => (typeof s === "string" ? s : s.sql).replace(/\s+/g, " ").trim());
   if (blockedBy !== null) {
     return {
@@ -222,7 +218,7 @@ export async function dryRunMigration(
   let range: { fromKey: bigint | null; toKey: bigint | null } = { fromKey: null, toKey: null };
   const tx = await client.transaction("write");
   try {
-    await prepareState(tx, migration.name);
+    await prepareStateIn(tx, migration.name);
     await preparePrerequisites(tx, migration, notes);
     phase = "bounds";
     const bounds = await plan.readBounds(tx);
@@ -245,8 +241,7 @@ export async function dryRunMigration(
     phase = "read";
     const start = { cursor: null, minKey: bounds.minKey, maxKey: bounds.maxKey, pass: 1 };
     const lease = await takeDryRunLease(tx, migration.name, bounds.minKey, bounds.maxKey);
-    const toKey =
-      toBigIntOrNull((await tx.execute(plan.rangeEndStatement(start, size))).rows[0]?.k) ?? bounds.maxKey;
+    const toKey = (await plan.readRangeEnd(tx, start, size)) ?? bounds.maxKey;
     range = { fromKey: bounds.minKey, toKey };
     const k = quote(migration.key);
     const t = quote(migration.table);
@@ -268,21 +263,14 @@ export async function dryRunMigration(
             WHERE ${k} >= ? AND ${k} <= ? AND (${migration.filter}) ORDER BY ${k} LIMIT ?`,
       args: [bounds.minKey, toKey, BigInt(sampleSize)],
     });
-    const { statements, progressIndex } = plan.stepStatements(store, lease, start, size, 0);
-    const processedBefore = toBigIntOrNull(
-      (
-        await tx.execute({
-          sql: `SELECT CAST(rows_processed AS TEXT) AS n FROM ${STATE_TABLE} WHERE name = ?`,
-          args: [migration.name],
-        })
-      ).rows[0]?.n,
-    );
+    const batch = plan.stepBatch(lease, start, size, 0);
+    const processedBefore = readRowsProcessed(await tx.execute(rowsProcessedStatement(migration.name)));
     phase = "step";
     const began = performance.now();
-    const results = await tx.batch(statements);
+    const results = await tx.batch(batch.statements);
     const durationMs = performance.now() - began;
     phase = "read";
-    const processedAfter = toBigIntOrNull(results[progressIndex]?.rows[0]?.rows_processed);
+    const processedAfter = batch.decode(results).rowsProcessed;
     const keys = before.rows.map((r) => String(r.trickle_key));
     const after =
       keys.length === 0
@@ -306,7 +294,7 @@ export async function dryRunMigration(
       fromKey: bounds.minKey,
       toKey,
       keys: keysInStep,
-      rows: processedAfter !== null && processedBefore !== null ? processedAfter - processedBefore : 0n,
+      rows: processedBefore !== null ? processedAfter - processedBefore : 0n,
       durationMs: round(durationMs, 3),
     };
     return {
@@ -463,20 +451,6 @@ function effectiveTuning(
   }
 }
 
-/** What a run creates before its first step, inside the transaction (so it is rolled back with it). */
-async function prepareState(tx: Transaction, name: string): Promise<void> {
-  for (const statement of schemaStatements()) await tx.execute(statement);
-  const info = await tx.execute(`PRAGMA table_info(${STATE_TABLE})`);
-  for (const alter of missingColumnStatements(new Set(info.rows.map((r) => String(r.name))))) {
-    await tx.execute(alter);
-  }
-  await tx.execute({
-    sql: `INSERT INTO ${STATE_TABLE} (name, status, created_at) VALUES (?, 'pending', ${SQL_NOW})
-          ON CONFLICT(name) DO NOTHING`,
-    args: [name],
-  });
-}
-
 /** Columns a run would add are added here too (rolled back); missing indexes are reported, never built. */
 async function preparePrerequisites(
   tx: Transaction,
@@ -485,15 +459,14 @@ async function preparePrerequisites(
 ): Promise<void> {
   for (const p of migration.prerequisites) {
     if (p.kind === "column") {
-      const cols = await tx.execute({ sql: "SELECT name FROM pragma_table_info(?)", args: [p.table] });
-      if (cols.rows.some((r) => String(r.name).toLowerCase() === p.column.toLowerCase())) continue;
-      await tx.execute(`ALTER TABLE ${quote(p.table)} ADD COLUMN ${quote(p.column)} ${p.type}`);
+      if (await isSatisfied(tx, p)) continue;
+      await tx.execute(prerequisiteStatement(p));
       notes.push(
         `column ${p.table}.${p.column} does not exist yet: added inside the rolled-back transaction`,
       );
       continue;
     }
-    if (!(await hasLeadingIndex(tx, p.table, p.columns))) {
+    if (!(await isSatisfied(tx, p))) {
       notes.push(
         `index ${p.name} on ${p.table}(${p.columns.join(", ")}) does not exist yet; a run creates it before its ` +
           "first step, the dry-run does not (it would hold the write lock while building it), so the measured step " +
@@ -501,20 +474,6 @@ async function preparePrerequisites(
       );
     }
   }
-}
-
-async function hasLeadingIndex(q: Queryable, table: string, columns: readonly string[]): Promise<boolean> {
-  const indexes = await q.execute({ sql: "SELECT name FROM pragma_index_list(?)", args: [table] });
-  for (const index of indexes.rows) {
-    const info = await q.execute({
-      sql: "SELECT name FROM pragma_index_info(?) ORDER BY seqno",
-      args: [String(index.name)],
-    });
-    const leading = info.rows.slice(0, columns.length).map((r) => String(r.name).toLowerCase());
-    if (leading.length === columns.length && leading.every((c, i) => c === columns[i]?.toLowerCase()))
-      return true;
-  }
-  return false;
 }
 
 /** A lease for the step's fence, held only inside the transaction: the run's own state is restored by rollback. */
@@ -525,13 +484,8 @@ async function takeDryRunLease(
   maxKey: bigint,
 ): Promise<Lease> {
   const ttlMs = 60_000;
-  const result = await tx.execute({
-    sql: `UPDATE ${STATE_TABLE} SET status = 'running', cursor = NULL, min_key = ?, max_key = ?, pass = 1,
-            lease_owner = ?, lease_epoch = lease_epoch + 1, lease_expires_at = ${sqlNowPlus(ttlMs)}
-          WHERE name = ${literal(name)} RETURNING CAST(lease_epoch AS TEXT) AS epoch`,
-    args: [minKey, maxKey, DRY_RUN_OWNER],
-  });
-  const epoch = toBigIntOrNull(result.rows[0]?.epoch);
+  const result = await tx.execute(dryRunLeaseStatement(name, DRY_RUN_OWNER, { minKey, maxKey }, ttlMs));
+  const epoch = readLeaseEpoch(result);
   if (epoch === null) throw new Error(`dry-run: no state row for ${name}`);
   return { name, owner: DRY_RUN_OWNER, epoch, ttlMs };
 }

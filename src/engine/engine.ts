@@ -9,7 +9,7 @@
  */
 import type { Client } from "@libsql/client";
 import type { MigrationDefinition } from "../migrations/define.ts";
-import { buildSnapshot, type Snapshot, SnapshotCache, SnapshotPublisher } from "../progress/snapshot.ts";
+import { readSnapshot, type Snapshot, SnapshotCache, SnapshotPublisher } from "../progress/snapshot.ts";
 import type { Settings } from "../settings.ts";
 import { type DryRunOptions, type DryRunReport, MigrationControls } from "./controls.ts";
 import { classifyError } from "./errors.ts";
@@ -95,8 +95,11 @@ export interface Engine {
   readonly controls: MigrationControls;
   /** One slice within `budgetMs` (default: the slice budget), joining one in flight. */
   tick(budgetMs?: number): Promise<SliceResult>;
-  /** Something outside changed the state: publish a fresh snapshot and tick now. */
-  refresh(): void;
+  /**
+   * Something outside changed the state (or nothing was published yet): publish a fresh snapshot and tick now.
+   * Resolves once the snapshot went out (never rejects).
+   */
+  refresh(): Promise<void>;
   /** Creates/upgrades the state table and registers the migrations (transient errors are the caller's call). */
   init(): Promise<void>;
   /** Stops ticking; resolves once the slice in flight finished its step and released its lease, and webhook
@@ -122,20 +125,14 @@ export function createEngine(options: EngineOptions): Engine {
   const notifier = settings.webhook ? new WebhookNotifier({ ...settings.webhook, log }) : undefined;
   notifier?.attach(runner);
 
+  // Snapshots go out from one publisher: on the runner's events (every step, throttled; status changes at
+  // once), after every slice that moved (below, for timer and HTTP ticks alike), and on `refresh()`. The cache
+  // the read routes serve takes them, and reads one itself the same way on a miss.
   let publisher: SnapshotPublisher | undefined;
   const snapshots = new SnapshotCache({
     ttlMs: settings.snapshotTtlMs,
     now,
-    read: async () =>
-      buildSnapshot(await runner.store.list(), {
-        names,
-        takenAt: now(),
-        runnerState: runner.state(),
-        stuckAfterMs,
-        ...(publisher
-          ? { steps: publisher.recorder.history(), stepHistogram: publisher.recorder.histograms() }
-          : {}),
-      }),
+    read: () => readSnapshot(runner, { names, now, stuckAfterMs, recorder: publisher?.recorder }),
   });
   if (options.publish !== false) {
     const elsewhere = options.publish;
@@ -153,15 +150,19 @@ export function createEngine(options: EngineOptions): Engine {
 
   let failing = false;
   const scheduler = new Scheduler({
-    runSlice: (budgetMs, signal) => runner.runSlice(budgetMs, signal),
+    // Every slice goes through the scheduler (timer ticks, HTTP ticks, wake-ups): one that moved publishes.
+    runSlice: async (budgetMs, signal) => {
+      const result = await runner.runSlice(budgetMs, signal);
+      if (result.steps > 0) void publisher?.refresh();
+      return result;
+    },
     sliceBudgetMs: settings.tuning.sliceBudgetMs,
     tickMs: settings.tickMs,
     yieldMs: settings.tuning.yieldMs,
     unref: options.unrefTimers ?? false,
-    onSlice: (result) => {
+    onSlice: () => {
       if (failing) log("trickle: slices succeed again");
       failing = false;
-      if (result.steps > 0) void publisher?.refresh();
     },
     onError: (error) => {
       // One line when slices start failing (the database is unreachable…), not one per tick.
@@ -188,15 +189,12 @@ export function createEngine(options: EngineOptions): Engine {
     publisher,
     notifier,
     controls,
-    async tick(budgetMs = settings.tuning.sliceBudgetMs) {
-      const result = await scheduler.runOnce(budgetMs);
-      if (result.steps > 0) void publisher?.refresh();
-      return result;
-    },
-    refresh() {
+    tick: (budgetMs = settings.tuning.sliceBudgetMs) => scheduler.runOnce(budgetMs),
+    async refresh() {
       snapshots.invalidate();
-      void publisher?.refresh();
+      const published = publisher?.refresh();
       scheduler.wake();
+      await published;
     },
     init: () => runner.init(),
     async stop() {

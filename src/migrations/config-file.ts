@@ -1,6 +1,6 @@
 /**
  * User-defined migrations from configuration (`TRICKLE_CONFIG`, `--config`): the shape
- * `{ "migrations": [ { "name", "table", "key", "filter", "set", "verify"?, … } ] }`, as JSON text, as a plain
+ * `{ "migrations": [ { "name", "table", "key", "filter"?, "set", "verify"?, … } ] }`, as JSON text, as a plain
  * object (a Workers `[vars]` binding), or as the exports of a module (which may give a custom `step` function
  * instead of `set`).
  *
@@ -28,8 +28,11 @@ const FIELDS: Readonly<Record<string, "string" | "array" | "object" | "function"
   step: "function",
 };
 
-/** Required in every definition (`set` or, in a module, `step` as well: exactly one of them). */
-const REQUIRED = ["name", "table", "key", "filter"] as const;
+/**
+ * Required in every definition (`set` or, in a module, `step` as well: exactly one of them). `filter` may be
+ * left out: every row is then changed once and nothing is verified, unless `verify` says what to look for.
+ */
+const REQUIRED = ["name", "table", "key"] as const;
 
 /** Top-level fields of a configuration (`$schema` lets editors validate the file). */
 const TOP_LEVEL = new Set(["migrations", "$schema"]);
@@ -124,7 +127,7 @@ function checkShape(item: unknown, index: number, allowStep: boolean): Migration
   const description =
     (item.description as string | undefined) ??
     (hasSet
-      ? `user-defined: UPDATE ${item.table} SET ${item.set} WHERE ${item.filter}`
+      ? `user-defined: UPDATE ${item.table} SET ${item.set}${item.filter === undefined ? "" : ` WHERE ${item.filter}`}`
       : `user-defined: custom step on ${item.table}`);
   return { ...item, description } as unknown as MigrationDefinition;
 }

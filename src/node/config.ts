@@ -6,7 +6,8 @@
  * - inline JSON text starting with `{` (the form Workers use; handy in a container's environment too);
  * - a path ending in `.ts`, `.mts`, `.js` or `.mjs`: a module loaded with `import()` that exports `migrations`
  *   (or a default `{ migrations }`); its definitions may give a custom `step` function. A `.ts` module needs a
- *   TypeScript loader (`npm start` and the CLI run under tsx; compiled deployments use `.js`/`.mjs`);
+ *   TypeScript loader (`npm run trickle` and the tests run under tsx; `npm start`, the `trickle` bin and every
+ *   deployment run compiled JavaScript, so they take `.js`/`.mjs`);
  * - any other path: a JSON file.
  * Relative paths are relative to the working directory. Errors name the variable (or `--config`).
  */

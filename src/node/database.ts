@@ -2,7 +2,7 @@
  * Opening the database on Node: the database settings (validated in src/settings.ts), and a client set up the
  * way the engine needs it (`intMode: "bigint"`, a short busy timeout, WAL for local files).
  */
-import { mkdirSync } from "node:fs";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type Client, createClient } from "@libsql/client";
 import { reopenAfterBusy } from "../engine/busy-recovery.ts";
@@ -47,15 +47,41 @@ export function localPath(url: string): string | undefined {
   return path === undefined ? undefined : resolve(path);
 }
 
+/** `openDatabase(…, { create: false })` on a local file that does not exist. */
+export class MissingDatabaseError extends Error {
+  readonly path: string;
+
+  constructor(path: string) {
+    super(`no database at ${path}`);
+    this.name = "MissingDatabaseError";
+    this.path = path;
+  }
+}
+
+export interface OpenOptions {
+  /**
+   * Whether a local file that does not exist is created, with its parent directory (default true: `npm start`
+   * on a fresh clone creates data/trickle.db). With false, a missing file throws `MissingDatabaseError` and
+   * nothing is created: read-only commands must not turn a mistyped path into a new, empty database.
+   */
+  readonly create?: boolean;
+}
+
 /**
- * Opens a client. Local files: the parent directory is created, the busy timeout applied, and WAL switched on
- * once (it is a property of the file), so readers — the HTTP routes, `status` — never wait on the backfill's
- * writer and the writer never waits on them; only writers queue for the lock.
+ * Opens a client. Local files: the parent directory is created (unless `create` is false), the busy timeout
+ * applied, and WAL switched on once (it is a property of the file), so readers — the HTTP routes, `status` —
+ * never wait on the backfill's writer and the writer never waits on them; only writers queue for the lock.
  */
-export async function openDatabase(config: DatabaseConfig): Promise<Client> {
+export async function openDatabase(config: DatabaseConfig, options: OpenOptions = {}): Promise<Client> {
   if (/^file:/i.test(config.url)) {
     const path = localPath(config.url);
-    if (path !== undefined) mkdirSync(dirname(path), { recursive: true });
+    if (path !== undefined) {
+      if (options.create === false) {
+        if (!existsSync(path)) throw new MissingDatabaseError(path);
+      } else {
+        mkdirSync(dirname(path), { recursive: true });
+      }
+    }
     const client = createClient({ url: config.url, intMode: "bigint", timeout: config.busyTimeoutMs });
     try {
       await client.execute("PRAGMA journal_mode=WAL");

@@ -81,7 +81,7 @@ async function main(): Promise<void> {
         return;
       }
       case "refresh":
-        engine.refresh();
+        void engine.refresh();
         return;
       case "stop":
         if (stopping) return;
@@ -102,7 +102,8 @@ async function main(): Promise<void> {
     // The scheduler's slices call init() again; it is reported from there while it keeps failing.
     log(`trickle: engine start-up check failed, retrying: ${classifyError(error).message}`);
   }
-  await engine.publisher?.refresh();
+  // The first snapshot goes out before the first tick, so the HTTP thread serves state from the start.
+  await engine.refresh();
   engine.scheduler.start();
   post({ type: "ready" });
 }

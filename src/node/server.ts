@@ -205,7 +205,7 @@ function delay(ms: number): Promise<void> {
 }
 
 /**
- * Starts the worker thread. Under tsx (`npm start` runs `tsx src/node.ts`) the entry is TypeScript, and on
+ * Starts the worker thread. Under tsx (`tsx src/node.ts`, as the tests run it) the entry is TypeScript, and on
  * Node 20 the loader that tsx passes through `execArgv` is not yet active when a worker resolves its entry
  * module, so a tiny bootstrap registers tsx's ESM loader inside the worker first and then imports the entry.
  */
@@ -217,6 +217,15 @@ function startWorker(entry: URL, config: WorkerConfig): Worker {
     .then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); })
     .catch((error) => { console.error(error); process.exit(1); });`;
   return new Worker(bootstrap, { ...options, eval: true });
+}
+
+/**
+ * The worker's entry module, beside this one: `runner-worker.ts` in the sources (development, under tsx), and
+ * `runner-worker.js` in the compiled package (`dist/node/`, what `npm start` and the `trickle` bin run).
+ */
+function workerEntry(): URL {
+  const compiled = !new URL(import.meta.url).pathname.endsWith(".ts");
+  return new URL(compiled ? "./runner-worker.js" : "./runner-worker.ts", import.meta.url);
 }
 
 /** The engine worker seen from the main thread: request/response over messages, and a graceful stop. */
@@ -236,7 +245,7 @@ class EngineWorker {
       onUnexpectedExit: (code: number) => void;
     },
   ) {
-    this.#worker = startWorker(new URL("./runner-worker.ts", import.meta.url), config);
+    this.#worker = startWorker(workerEntry(), config);
     let markStopped!: () => void;
     this.#stopped = new Promise((resolve) => {
       markStopped = resolve;

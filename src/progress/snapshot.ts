@@ -420,6 +420,31 @@ export interface PublishingRunner {
   readonly store: { list(): Promise<MigrationRow[]> };
 }
 
+/**
+ * Reads `_async_migrations` once (on the runner's own connection) and builds the snapshot with the runner's
+ * in-process state and, given a recorder, its step history. The one way a snapshot is made from a runner: the
+ * publisher publishes it, and the cache reads it through on a miss.
+ */
+export async function readSnapshot(
+  runner: PublishingRunner,
+  options: {
+    readonly names: readonly string[];
+    readonly now: () => number;
+    readonly stuckAfterMs?: number | undefined;
+    readonly recorder?: StepRecorder | undefined;
+  },
+): Promise<Snapshot> {
+  const rows = await runner.store.list();
+  const { recorder, stuckAfterMs } = options;
+  return buildSnapshot(rows, {
+    names: options.names,
+    takenAt: options.now(),
+    runnerState: runner.state(),
+    ...(recorder ? { steps: recorder.history(), stepHistogram: recorder.histograms() } : {}),
+    ...(stuckAfterMs !== undefined ? { stuckAfterMs } : {}),
+  });
+}
+
 /** Events after which a snapshot goes out at once instead of waiting for the throttle. */
 const STATUS_EVENTS: ReadonlySet<RunnerEvent["type"]> = new Set([
   "run-started",
@@ -518,19 +543,14 @@ export class SnapshotPublisher {
 
   async #readAndPublish(): Promise<void> {
     try {
-      const rows = await this.#runner.store.list();
-      const takenAt = this.#now();
-      this.#lastAt = takenAt;
-      this.#publish(
-        buildSnapshot(rows, {
-          names: this.#names,
-          takenAt,
-          runnerState: this.#runner.state(),
-          steps: this.recorder.history(),
-          stepHistogram: this.recorder.histograms(),
-          ...(this.#stuckAfterMs !== undefined ? { stuckAfterMs: this.#stuckAfterMs } : {}),
-        }),
-      );
+      const snapshot = await readSnapshot(this.#runner, {
+        names: this.#names,
+        now: this.#now,
+        stuckAfterMs: this.#stuckAfterMs,
+        recorder: this.recorder,
+      });
+      this.#lastAt = snapshot.takenAt;
+      this.#publish(snapshot);
     } catch {
       // Readers fall back to their own read and report the error from there.
     }

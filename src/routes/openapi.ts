@@ -16,6 +16,7 @@ import {
   FailuresResponseSchema,
   HealthzSchema,
   MigrationDetailSchema,
+  MigrationInfoSchema,
   MigrationListSchema,
   PerfSchema,
   TickQuerySchema,
@@ -148,6 +149,12 @@ export function buildOpenApiDocument(): JsonObject {
         get: {
           summary: "Request statistics and migration progress.",
           responses: { "200": json(PerfSchema, "Figures.") },
+        },
+      },
+      "/api/perf/async-migrations": {
+        get: {
+          summary: "The migration items alone, as CoreScope #1735 serves them.",
+          responses: { "200": json(z.array(MigrationInfoSchema), "Always an array, never null.") },
         },
       },
       "/metrics": {

@@ -1,5 +1,6 @@
 /** `GET /api/perf`: the service's own request statistics and migration progress (the seed's field names). */
 import { Hono } from "hono";
+import { withCoreScopeFields } from "../progress/corescope.ts";
 import type { RequestStats } from "../progress/request-stats.ts";
 import type { AppDeps } from "./deps.ts";
 
@@ -13,9 +14,17 @@ export function perfRoutes(deps: AppDeps, stats: RequestStats): Hono {
     return c.json({
       ...stats.report(),
       snapshotAgeMs: Math.round(ageMs),
-      asyncMigrations: snapshot.migrations,
+      asyncMigrations: snapshot.migrations.map(withCoreScopeFields),
       ...(snapshot.error !== undefined ? { asyncMigrationsError: snapshot.error } : {}),
     });
+  });
+  // CoreScope #1735 serves the bare list here; its banner and UI read it.
+  app.get("/api/perf/async-migrations", async (c) => {
+    const { snapshot } = await deps.snapshots.get();
+    c.header("Cache-Control", "no-store");
+    c.header("Access-Control-Allow-Origin", "*");
+    if (snapshot.error !== undefined) c.header("X-Async-Migrations-Error", headerSafe(snapshot.error));
+    return c.json(snapshot.migrations.map(withCoreScopeFields));
   });
   return app;
 }

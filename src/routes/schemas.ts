@@ -63,6 +63,15 @@ export const MigrationInfoSchema = z.object({
     .object({ reason: z.string(), until: z.string() })
     .nullable()
     .describe("Why and until when (ISO-8601 UTC) the migration holds back; null when it is not throttled."),
+  phase: z
+    .enum(["counting", "backfilling", "verifying"])
+    .nullable()
+    .describe("What a running migration does: counting candidates, the data walk, or verifying; else null."),
+  phaseCursor: JsonIntegerSchema.nullable().describe("The last key the current walk covered."),
+  phaseEnd: JsonIntegerSchema.nullable().describe("The key the current walk ends at."),
+  ratePerSec: z.number().describe("`rate`, as CoreScope #1735 names it."),
+  etaSec: z.number().nullable().describe("`etaSeconds`, as CoreScope #1735 names it."),
+  elapsedSec: z.number().describe("`elapsedSeconds`, as CoreScope #1735 names it."),
 });
 
 export const HealthzSchema = z.object({

@@ -85,7 +85,7 @@ describe("configuration errors name the migration and the field", () => {
       { migrations: [ITEMS_CENTS, { ...ITEMS_CENTS, key: undefined }] },
       /^migration "items_cents_v1" \(migrations\[1\]\): field "key" is missing/,
     ],
-    [{ migrations: [{ ...ITEMS_CENTS, filter: undefined }] }, /field "filter" is missing/],
+    [{ migrations: [{ ...ITEMS_CENTS, key: undefined }] }, /field "key" is missing/],
     [{ migrations: [{ ...ITEMS_CENTS, set: undefined }] }, /field "set" is missing/],
     [
       { migrations: [{ ...ITEMS_CENTS, step: "x" }] },

@@ -165,6 +165,9 @@ async function serverVerdict(env: Record<string, string>): Promise<string | unde
 
 beforeAll(() => {
   db = tempDb();
+  // Empty databases for `status`, which never creates one (the good DATABASE_URL row names other.db).
+  writeFileSync(db.path, "");
+  writeFileSync(join(db.dir, "other.db"), "");
   goodJson = join(db.dir, "good.json");
   writeFileSync(
     goodJson,

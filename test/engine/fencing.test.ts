@@ -65,6 +65,25 @@ async function frozen(held: { reached: Promise<void> }, slice: Promise<SliceResu
   ]);
 }
 
+/**
+ * Makes the runner freeze in the yield after its first data step (the yields after the pieces of its count, which
+ * come first, pass).
+ */
+function holdAfterFirstStep(r: Runner, clock: FakeClock): { reached: Promise<void>; release: () => void } {
+  let held: ReturnType<FakeClock["hold"]> | undefined;
+  let armed!: () => void;
+  const stepped = new Promise<void>((resolve) => {
+    armed = resolve;
+  });
+  const off = r.on((event) => {
+    if (event.type !== "step" || held) return;
+    held = clock.hold(); // events come before the yield, so this is the sleep that blocks
+    off();
+    armed();
+  });
+  return { reached: stepped.then(() => held!.reached), release: () => held?.release() };
+}
+
 function runner(owner: string, clock: FakeClock, log: EventLog): Runner {
   return new Runner({
     client: db.open(),
@@ -81,7 +100,7 @@ describe("a runner that froze past its lease", () => {
     const clockA = new FakeClock();
     const logA = new EventLog();
     const a = runner("runner-a", clockA, logA);
-    const heldA = clockA.hold(); // A freezes in the yield after its first step
+    const heldA = holdAfterFirstStep(a, clockA); // A freezes in the yield after its first step
     const sliceA = a.runSlice(60_000);
     await frozen(heldA, sliceA);
     expect(logA.of("step").map((s) => s.cursor)).toEqual([10n]);
@@ -147,7 +166,7 @@ describe("the fence on a step batch", () => {
     expect(await store.acquireLease(NAME, "runner-b", 60_000)).toBeUndefined();
 
     const step = (lease: typeof leaseA1, cursor: bigint | null) =>
-      plan.stepStatements(store, lease, { cursor, minKey: 1n, maxKey: 100n, pass: 1 }, 10, 0).statements;
+      plan.stepBatch(lease, { cursor, minKey: 1n, maxKey: 100n, pass: 1 }, 10, 0).statements;
     await client.batch(step(leaseA1, null), "write");
     expect((await store.get(NAME))?.cursor).toBe(10n);
 

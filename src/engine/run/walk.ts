@@ -1,0 +1,84 @@
+/**
+ * The read-only walks of a run (invariant 10): `counting` the candidates before the data walk (which also proves
+ * every key an integer, invariant 11) and `verifying` after it (rows still needing work). Each walks the key in
+ * budgeted pieces; each piece is read and recorded in one small fenced batch, so the walk's cursor survives a
+ * lease change and a restart, and no statement scales with the table.
+ */
+import { BatchSizer } from "../batch-sizer.ts";
+import type { MigrationPlan } from "../plan.ts";
+import type { Lease, MigrationRow, ScanPhase } from "../state/row.ts";
+import type { Tuning } from "../tuning.ts";
+import { fail, type MigrationOutcome, type RunContext } from "./context.ts";
+
+/** Keys in the first piece of a read-only walk, and the most one piece may cover (time bounds it first). */
+const SCAN_INITIAL_PIECE = 1_000;
+const SCAN_MAX_PIECE = 1_000_000;
+
+/**
+ * Sizes the pieces of the walks. They only read the table, many times faster per key than a data step, so they
+ * start larger and may grow further; time still bounds each piece.
+ */
+export function walkSizer(t: Tuning): BatchSizer {
+  const scanTuning = {
+    ...t,
+    initialBatch: Math.max(t.initialBatch, SCAN_INITIAL_PIECE),
+    maxBatch: Math.max(t.maxBatch, SCAN_MAX_PIECE),
+  };
+  return new BatchSizer(scanTuning, { size: scanTuning.initialBatch });
+}
+
+/**
+ * One piece of a walk: the next keys are counted and the walk's cursor and count move in ONE fenced write batch
+ * (`MigrationPlan.scanBatch`), sized like a step, so a piece is counted exactly once. A key that is not an integer stops the run before the data walk
+ * changes anything (invariant 11). The piece that completes the count hands over to the data walk. Returns the
+ * row as it now stands, or how this slice ends.
+ */
+export async function walkPiece(
+  ctx: RunContext,
+  plan: MigrationPlan,
+  lease: Lease,
+  row: MigrationRow,
+  phase: ScanPhase,
+  sizer: BatchSizer,
+  deadline: number,
+): Promise<MigrationRow | MigrationOutcome> {
+  const name = plan.migration.name;
+  const size = sizer.sizeWithin(deadline - ctx.clock.now());
+  if (size === 0) return "budget";
+  const batch = plan.scanBatch(lease, phase, row, size);
+  const began = ctx.clock.now();
+  const results = await ctx.client.batch(batch.statements, "write");
+  sizer.observe(size, ctx.clock.now() - began);
+  const piece = batch.decode(results);
+  if (piece.kind === "bad-key") return fail(ctx, lease, plan.badKeyMessage(piece.badKey), { row });
+  const next: MigrationRow = {
+    ...row,
+    scanCursor: piece.scanCursor,
+    scanCount: piece.scanCount,
+    minKey: piece.minKey,
+    maxKey: piece.maxKey,
+  };
+  ctx.emit({ type: "scan", name, phase, scanCursor: piece.scanCursor, scanCount: next.scanCount });
+  if (phase === "counting" && piece.scanCursor === row.scanEnd) {
+    await ctx.store.finishCounting(lease);
+    ctx.emit({
+      type: "counted",
+      name,
+      rowsTotal: next.scanCount,
+      minKey: next.minKey,
+      maxKey: next.maxKey,
+    });
+    return { ...next, phase: null, rowsTotal: next.scanCount, cursor: null };
+  }
+  return next;
+}
+
+/** The data walk covered its range: verification walks it again, read-only, from the start. */
+export async function startVerifying(
+  ctx: RunContext,
+  lease: Lease,
+  row: MigrationRow,
+): Promise<MigrationRow> {
+  await ctx.store.startVerifying(lease);
+  return { ...row, phase: "verifying", scanCursor: null, scanCount: 0n, scanEnd: row.maxKey };
+}

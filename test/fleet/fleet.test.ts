@@ -1,0 +1,220 @@
+/**
+ * Fleets (design.md, "Beyond one database"): one backfill across many tenant databases, each exactly-once on its
+ * own `_async_migrations`, the fleet's progress derived from those rows. Real files, a real unreachable server
+ * address, real CLI processes, SIGKILL of the fleet runner mid-wave.
+ */
+import { join } from "node:path";
+import { type Client, createClient } from "@libsql/client";
+import { afterEach, describe, expect, it } from "vitest";
+import { DEFAULT_TUNING } from "../../src/engine/tuning.ts";
+import { fleetStatus, parseFleetFile, runFleet } from "../../src/fleet/fleet.ts";
+import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
+import { checkDatabaseUrl } from "../../src/settings.ts";
+import { cli, startCli } from "../helpers/cli.ts";
+import {
+  createCoreScopeSchema,
+  insertCoreScopeRows,
+  lastSeenById,
+  ONE_SHOT_SQL,
+  prng,
+  sparseTransmissions,
+  type TempDb,
+  tempDb,
+} from "../helpers/db.ts";
+import { countersById, createCounterTable } from "../helpers/engine.ts";
+
+let db: TempDb | undefined;
+afterEach(() => {
+  db?.cleanup();
+  db = undefined;
+});
+
+const open = async (url: string): Promise<Client> => createClient({ url, intMode: "bigint", timeout: 2000 });
+const SETTINGS = {
+  tuning: { ...DEFAULT_TUNING, yieldMs: 0 },
+  throttle: {},
+  stuckAfterMs: 600_000,
+  webhook: undefined,
+  tickMs: 1000,
+  snapshotTtlMs: 1000,
+};
+
+describe("a fleet of 200 tenant databases", () => {
+  it("brings every healthy tenant to the one-shot's result and reports the broken ones with their reason", async () => {
+    db = tempDb();
+    const urls: string[] = [];
+    const oracles = new Map<string, string[]>();
+    const broken = new Map<string, RegExp>();
+    for (let i = 0; i < 200; i++) {
+      const url = `file:${join(db.dir, `tenant-${i}.db`)}`;
+      urls.push(url);
+      if (i === 150) {
+        broken.set(url, /no such file|unable to open|no database/i); // listed, never created
+        continue;
+      }
+      const client = createClient({ url, intMode: "bigint" });
+      if (i % 40 === 7) {
+        await client.execute("CREATE TABLE unrelated (a)"); // a tenant without the app's tables
+      } else {
+        await createCoreScopeSchema(client);
+        // Some tenants are empty, the others small and different from each other.
+        if (i % 10 !== 3) await insertCoreScopeRows(client, sparseTransmissions(prng(i + 1), 5 + (i % 17)));
+        const copy = join(db.dir, `oracle-${i}.db`);
+        await client.execute({ sql: "VACUUM INTO ?", args: [copy] });
+        const oracle = createClient({ url: `file:${copy}`, intMode: "bigint" });
+        await oracle.execute(ONE_SHOT_SQL);
+        oracles.set(url, await lastSeenById(oracle));
+        oracle.close();
+      }
+      client.close();
+    }
+    const unreachable = "http://127.0.0.1:9"; // nothing listens on the discard port
+    urls.push(unreachable);
+    broken.set(unreachable, /fetch failed|ECONNREFUSED|connect/i);
+
+    const waves: number[] = [];
+    const result = await runFleet({
+      urls,
+      open: async (url) => {
+        const path = url.startsWith("file:") ? url.slice(5) : undefined;
+        if (path !== undefined && !(await import("node:fs")).existsSync(path))
+          throw new Error(`no database at ${path}`);
+        return open(url);
+      },
+      settings: SETTINGS,
+      migrations: [txLastSeenBackfillV1],
+      canary: 3,
+      concurrency: 16,
+      continueOnError: true,
+      untilDone: true,
+      owner: "fleet-test",
+      onWave: (_wave, wave) => waves.push(wave.length),
+    });
+    expect(waves[0]).toBe(3); // the canaries ran first, on their own
+    expect(waves.slice(1).every((n) => n <= 16)).toBe(true);
+    for (const [url, expected] of oracles) {
+      const client = await open(url);
+      expect(await lastSeenById(client), url).toEqual(expected);
+      client.close();
+    }
+    const byUrl = new Map(result.tenants.map((t, i) => [urls[i]!, t]));
+    for (const [url, reason] of broken) {
+      expect(byUrl.get(url)?.status, url).toBe("unreachable");
+      expect(byUrl.get(url)?.detail, url).toMatch(reason);
+    }
+    const withoutTables = urls.filter((_, i) => i % 40 === 7);
+    for (const url of withoutTables) {
+      expect(byUrl.get(url)).toMatchObject({ status: "pending" });
+      expect(byUrl.get(url)?.detail).toMatch(/does not exist in this database/);
+    }
+    expect(result.summary).toMatchObject({
+      total: 201,
+      done: oracles.size,
+      unreachable: 2,
+      pending: withoutTables.length,
+      failed: 0,
+    });
+    // The fleet's status is read from the tenants themselves, and agrees.
+    const status = await fleetStatus({
+      urls: [...oracles.keys()],
+      open,
+      names: [txLastSeenBackfillV1.name],
+    });
+    expect(status.every((t) => t.status === "done")).toBe(true);
+  }, 300_000);
+});
+
+describe("fleet waves", () => {
+  it("stop after a failed canary unless told to continue", async () => {
+    db = tempDb();
+    const urls = ["file:/nonexistent-dir/canary.db", `file:${join(db.dir, "b.db")}`];
+    const client = createClient({ url: urls[1]!, intMode: "bigint" });
+    await createCoreScopeSchema(client);
+    await insertCoreScopeRows(client, sparseTransmissions(prng(5), 20));
+    client.close();
+    const missing = async (url: string) => {
+      if (url.includes("nonexistent")) throw new Error("no database at /nonexistent-dir/canary.db");
+      return open(url);
+    };
+    const base = { urls, open: missing, settings: SETTINGS, migrations: [txLastSeenBackfillV1], owner: "w" };
+    const stopped = await runFleet({ ...base, untilDone: true });
+    expect(stopped.stoppedBecause).toMatch(/canary/);
+    expect(stopped.tenants[1]).toMatchObject({ status: "pending", detail: "not reached" });
+    expect(stopped.summary).toMatchObject({ unreachable: 1, skipped: 1 });
+    const continued = await runFleet({ ...base, untilDone: true, continueOnError: true });
+    expect(continued.stoppedBecause).toBeNull();
+    expect(continued.tenants[1]?.status).toBe("done");
+  });
+
+  it("parses fleet files: comments, blanks, duplicates and bad URLs named by line", () => {
+    expect(parseFleetFile("# tenants\n\nfile:a.db\n  libsql://x.example.com  \n", checkDatabaseUrl)).toEqual([
+      "file:a.db",
+      "libsql://x.example.com",
+    ]);
+    expect(() => parseFleetFile("file:a.db\nfile:a.db\n", checkDatabaseUrl)).toThrow(/line 2: .* twice/);
+    expect(() => parseFleetFile("file:a.db\nftp://x\n", checkDatabaseUrl)).toThrow(/line 2: .*ftp/);
+    expect(() => parseFleetFile("# nothing\n", checkDatabaseUrl)).toThrow(/lists no database/);
+  });
+});
+
+describe("trickle fleet (CLI)", () => {
+  it("a fleet run killed mid-wave resumes where each tenant stands: every row changed exactly once", async () => {
+    db = tempDb();
+    const urls: string[] = [];
+    for (let i = 0; i < 12; i++) {
+      const url = `file:${join(db.dir, `c-${i}.db`)}`;
+      const client = createClient({ url, intMode: "bigint" });
+      await createCounterTable(
+        client,
+        Array.from({ length: 3000 }, (_, k) => BigInt(k + 1)),
+      );
+      client.close();
+      urls.push(url);
+    }
+    const file = join(db.dir, "fleet.txt");
+    const config = join(db.dir, "m.json");
+    const { writeFileSync } = await import("node:fs");
+    writeFileSync(file, `# twelve tenants\n${urls.join("\n")}\n`);
+    // Not idempotent: a range applied twice shows as n = 2.
+    writeFileSync(
+      config,
+      JSON.stringify({ migrations: [{ name: "counter_v1", table: "t", key: "id", set: "n = n + 1" }] }),
+    );
+    const env = { TRICKLE_CONFIG: config, TRICKLE_MIGRATIONS: "counter_v1", TRICKLE_STEP_TARGET_MS: "5" };
+    const args = ["fleet", "run", "--databases", file, "--until-done", "--canary", "1", "--concurrency", "3"];
+
+    const child = startCli(args, env);
+    let stderr = "";
+    await new Promise<void>((resolve, reject) => {
+      child.stderr?.on("data", (chunk: Buffer) => {
+        stderr += chunk.toString();
+        // Mid-wave: after the canary and at least one more tenant finished.
+        if ((stderr.match(/: done/g) ?? []).length >= 2) resolve();
+      });
+      child.on("exit", () => reject(new Error(`the fleet run ended before it was killed:\n${stderr}`)));
+    });
+    child.kill("SIGKILL");
+    await new Promise((resolve) => child.once("close", resolve));
+
+    const partial = await cli(["fleet", "status", "--databases", file, "--json"], env);
+    const before = JSON.parse(partial.stdout) as { summary: { done: number; total: number } };
+    expect(before.summary.total).toBe(12);
+    expect(before.summary.done).toBeLessThan(12);
+
+    const resumed = await cli(args, env);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    for (const url of urls) {
+      const client = await open(url);
+      const counters = [...(await countersById(client)).values()];
+      client.close();
+      expect(counters.length).toBe(3000);
+      expect(
+        counters.every((n) => n === 1n),
+        url,
+      ).toBe(true);
+    }
+    const after = await cli(["fleet", "status", "--databases", file, "--json"], env);
+    expect(after.code).toBe(0);
+    expect((JSON.parse(after.stdout) as { summary: { done: number } }).summary.done).toBe(12);
+  }, 240_000);
+});
