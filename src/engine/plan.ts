@@ -17,6 +17,7 @@ import {
   cursorTo,
   fence,
   notQuarantined,
+  type QuarantineFailure,
   quarantineRecord,
   type RetryCounts,
   readQuarantineRecord,
@@ -246,12 +247,7 @@ export class MigrationPlan {
    */
   quarantineBatch(
     lease: Lease,
-    failure: {
-      readonly key: bigint;
-      readonly pass: number;
-      readonly error: string;
-      readonly failedAttempts: number;
-    },
+    failure: QuarantineFailure,
   ): Batch<{ readonly cursor: bigint; readonly quarantined: bigint }> {
     const name = this.migration.name;
     const statements = [fence(lease), cursorTo(name, failure.key), ...quarantineRecord(lease, failure)];

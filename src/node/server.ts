@@ -19,6 +19,7 @@ import { classifyError } from "../engine/errors.ts";
 import type { SliceResult } from "../engine/runner.ts";
 import { SchedulerStoppedError } from "../engine/scheduler.ts";
 import { StateStore } from "../engine/state-store.ts";
+import { type MigrationDefinition, resolveMigration } from "../migrations/define.ts";
 import { buildSnapshot, type Snapshot, SnapshotCache } from "../progress/snapshot.ts";
 import { type Env, SETTINGS_VARIABLES } from "../settings.ts";
 import { loadNodeConfig } from "./config.ts";
@@ -144,6 +145,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   }
   const url = `http://localhost:${port}/`;
   log(`trickle: serving on ${url} (migrations: ${names.join(", ") || "none"})`);
+  await hintMissingTables(store, config.migrations, log);
 
   let stopping: Promise<void> | undefined;
   const stop = () => {
@@ -352,4 +354,25 @@ async function retryTransient<T>(operation: () => Promise<T>, withinMs: number):
       await new Promise((resolve) => setTimeout(resolve, delayMs));
     }
   }
+}
+
+/**
+ * On a database without the tables its migrations need (a fresh clone's data/trickle.db), says how to get one:
+ * the migrations wait quietly otherwise, and a newcomer sees an empty status page. Best effort.
+ */
+async function hintMissingTables(
+  store: StateStore,
+  migrations: readonly MigrationDefinition[],
+  log: (line: string) => void,
+): Promise<void> {
+  const tables = [...new Set(migrations.flatMap((m) => resolveMigration(m).requires))];
+  const existing = await store.existingTables(tables).catch(() => undefined);
+  if (existing === undefined) return;
+  const missing = tables.filter((t) => !existing.has(t));
+  if (missing.length === 0) return;
+  log(
+    `trickle: this database has no table ${missing.join(", ")}, so the migrations wait. To watch a backfill: ` +
+      "`npm run demo` (a CoreScope-shaped database), or `npm run trickle -- seed` into this one; for your own " +
+      'tables, DATABASE_URL and TRICKLE_CONFIG (README "Backfill your own table").',
+  );
 }

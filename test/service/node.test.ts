@@ -65,9 +65,10 @@ describe("npm start (tsx src/node.ts)", () => {
     const env = {
       DATABASE_URL: url,
       CRON_SECRET: CRON,
-      // Small steps with long pauses: the backfill takes about a minute, so SIGTERM lands in the middle.
+      // Small steps with long pauses: the backfill (counting, then the data walk) takes about a minute, so
+      // SIGTERM lands in the middle.
       TRICKLE_STEP_TARGET_MS: "1",
-      TRICKLE_YIELD_MS: "250",
+      TRICKLE_YIELD_MS: "100",
       TRICKLE_TICK_MS: "100",
       // A lease that outlives the test: the restart can only continue if the first process released it.
       TRICKLE_LEASE_TTL_MS: "600000",
@@ -78,13 +79,18 @@ describe("npm start (tsx src/node.ts)", () => {
     const base = `http://127.0.0.1:${port}`;
 
     // /api/healthz answers while the backfill runs in the worker.
-    const running = await poll(async () => {
-      const { status, body } = await getJson(`${base}/api/healthz`);
-      const item = (body.async_migrations as Record<string, unknown>[])[0];
-      return status === 200 && item?.status === "running" && Number(item.rowsProcessed) > 0
-        ? body
-        : undefined;
-    }, "the backfill to run");
+    const running = await poll(
+      async () => {
+        const { status, body } = await getJson(`${base}/api/healthz`);
+        const item = (body.async_migrations as Record<string, unknown>[])[0];
+        return status === 200 && item?.status === "running" && Number(item.rowsProcessed) > 0
+          ? body
+          : undefined;
+        // Sized by progress: the count comes first and may take a while on a busy machine.
+      },
+      "the backfill to run",
+      { timeoutMs: 180_000 },
+    );
     expect(running.async_migrations_running).toBe(true);
 
     // The HTTP tick is forwarded to the worker and answers what it did.
@@ -115,7 +121,7 @@ describe("npm start (tsx src/node.ts)", () => {
     second.child.kill("SIGTERM");
     expect(await waitForExit(second, 15_000)).toEqual({ code: 0, signal: null });
     expect((await stateRow(url))?.lease_owner).toBeNull();
-  });
+  }, 300_000);
 
   it("starts with no configuration in an empty directory: data/trickle.db, healthy, migration waiting", async () => {
     const cwd = tempDir();

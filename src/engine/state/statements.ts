@@ -187,21 +187,23 @@ export interface RetryCounts {
   readonly quarantined: bigint;
 }
 
+/** A single key whose step failed deterministically, as the quarantine records it. */
+export interface QuarantineFailure {
+  readonly key: bigint;
+  /** The pass of the run it failed in. */
+  readonly pass: number;
+  readonly error: string;
+  /** Deterministic step failures before this record, added to `failed_steps`. */
+  readonly failedAttempts: number;
+}
+
 /**
  * Records `key` as quarantined (a new failure, or one more attempt of a known one) and recounts the migration's
  * quarantined rows; the failed attempts before it are added to `failed_steps` and the lease is renewed. Goes in the
  * batch that moves the cursor to `key` (`cursorTo`). The last statement returns the cursor, `rows_processed` and
  * `quarantined` (`readQuarantineRecord`).
  */
-export function quarantineRecord(
-  lease: Lease,
-  failure: {
-    readonly key: bigint;
-    readonly pass: number;
-    readonly error: string;
-    readonly failedAttempts: number;
-  },
-): InStatement[] {
+export function quarantineRecord(lease: Lease, failure: QuarantineFailure): InStatement[] {
   const name = { ":trickle_name": lease.name };
   return [
     {
