@@ -84,8 +84,8 @@ const names = config.migrations.map((m) => m.name);
 try {
   deno
     .cron("trickle tick", cronSchedule, async () => {
-      const result = await service.tick();
-      if (result.steps > 0) void service.publisher.refresh();
+      // The engine publishes after every slice that moved something.
+      await service.tick();
     })
     .catch((error: unknown) =>
       console.error(`trickle: Deno.cron stopped: ${(error as Error)?.message ?? error}`),

@@ -6,7 +6,7 @@
  */
 import { createClient } from "@libsql/client/web";
 import { Runner } from "../src/engine/runner.ts";
-import { STATE_TABLE, StateStore } from "../src/engine/state-store.ts";
+import { StateStore } from "../src/engine/state-store.ts";
 import type { Tuning } from "../src/engine/tuning.ts";
 import { counterHistogram, createCounters, testCounterAllV1 } from "../test/fixtures/multiprocess.ts";
 import { freePort } from "../test/fixtures/server-process.ts";
@@ -109,7 +109,7 @@ export async function remoteFaultsScenario(options: RemoteFaultsOptions): Promis
         await sleep(randomInt(random, 80, 300));
         if (finished) break;
         // The runners create the state table at their first tick; on a busy machine that may not have happened yet.
-        const started = (await store.existingTables([STATE_TABLE])).size > 0;
+        const started = await store.hasState();
         const row = started ? await store.get(NAME) : undefined;
         const progress = row?.rowsProcessed ?? 0n;
         options.progress(

@@ -9,7 +9,7 @@ import { type DryRunReport, dryRunMigration } from "../engine/dry-run.ts";
 import { createControls, createEngine, createRunner, type EngineSettings } from "../engine/engine.ts";
 import type { RunnerEvent } from "../engine/events.ts";
 import { MigrationPlan } from "../engine/plan.ts";
-import { type MigrationRow, STATE_TABLE, StateStore } from "../engine/state-store.ts";
+import { type MigrationRow, StateStore } from "../engine/state-store.ts";
 import { type MigrationDefinition, resolveMigration } from "../migrations/define.ts";
 import { computeProgress } from "../progress/rate.ts";
 import { seedCoreScope } from "../seed/corescope.ts";
@@ -156,7 +156,7 @@ function round(n: number, digits: number): number {
 async function readRows(client: Client): Promise<MigrationRow[]> {
   const store = new StateStore(client);
   // Read-only: a database nothing has run on yet has no state table, and `status` must not create one.
-  if ((await store.existingTables([STATE_TABLE])).size === 0) return [];
+  if (!(await store.hasState())) return [];
   return store.list();
 }
 
@@ -597,7 +597,7 @@ export async function failuresCommand(
 ): Promise<number> {
   const name = command.migration;
   const store = new StateStore(client);
-  if ((await store.existingTables([STATE_TABLE])).size === 0 || !(await store.get(name))) {
+  if (!(await store.hasState()) || !(await store.get(name))) {
     err(`trickle: no migration named "${name}" in this database`);
     return 2;
   }

@@ -92,10 +92,7 @@ export async function tenantStatus(
   names: readonly string[],
 ): Promise<TenantReport> {
   const store = new StateStore(client);
-  const rows =
-    (await store.existingTables(["_async_migrations"])).size === 0
-      ? []
-      : (await store.list()).filter((row) => names.includes(row.name));
+  const rows = (await store.hasState()) ? (await store.list()).filter((row) => names.includes(row.name)) : [];
   const migrations: TenantMigration[] = names.map((name) => {
     const row = rows.find((r) => r.name === name);
     return {
