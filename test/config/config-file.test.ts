@@ -13,8 +13,10 @@ import { migrationsFromConfig, parseMigrationsJson } from "../../src/migrations/
 import { loadNodeConfig, readMigrationsConfig } from "../../src/node/config.ts";
 import { startNodeServer } from "../../src/node/server.ts";
 import { createService } from "../../src/service.ts";
+import { waitUntil } from "../fixtures/freeze.ts";
 import { cli } from "../helpers/cli.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
+import { rawStateRow } from "../helpers/engine.ts";
 
 const ITEMS_CENTS = {
   name: "items_cents_v1",
@@ -40,25 +42,6 @@ async function wrongRows(client: Client): Promise<number> {
     "SELECT count(*) AS n FROM items WHERE cents IS NULL OR cents <> price * 100",
   );
   return Number(r.rows[0]!.n);
-}
-
-async function statusOf(client: Client, name: string): Promise<string | undefined> {
-  const table = await client.execute("SELECT 1 FROM sqlite_master WHERE name = '_async_migrations'");
-  if (table.rows.length === 0) return undefined; // not created yet
-  const r = await client.execute({
-    sql: "SELECT status FROM _async_migrations WHERE name = ?",
-    args: [name],
-  });
-  return r.rows[0] === undefined ? undefined : String(r.rows[0].status);
-}
-
-/** Polls `condition` until it holds; fails after `timeoutMs` (a bound, not a wait). */
-async function until(condition: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const giveUpAt = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > giveUpAt) throw new Error(`condition not met within ${timeoutMs} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe("configuration errors name the migration and the field", () => {
@@ -203,7 +186,7 @@ describe("a JSON-defined migration runs to completion", () => {
     });
     expect(run.code, run.stderr).toBe(0);
     expect(await wrongRows(client)).toBe(0);
-    expect(await statusOf(client, "items_cents_v1")).toBe("done");
+    expect((await rawStateRow(client, "items_cents_v1"))?.status).toBe("done");
 
     const after = await cli(["verify", "items_cents_v1"], env);
     expect(after.code, after.stderr).toBe(0);
@@ -216,7 +199,11 @@ describe("a JSON-defined migration runs to completion", () => {
     const service = createService({ client: db.open(), config, log: () => {} });
     await service.start();
     try {
-      await until(async () => (await statusOf(client, "items_cents_v1")) === "done");
+      await waitUntil(
+        "items_cents_v1 done",
+        async () => (await rawStateRow(client, "items_cents_v1"))?.status === "done",
+        60_000,
+      );
     } finally {
       await service.stop();
     }
@@ -229,14 +216,22 @@ describe("a JSON-defined migration runs to completion", () => {
       log: () => {},
     });
     try {
-      await until(async () => (await statusOf(client, "items_cents_v1")) === "done");
+      await waitUntil(
+        "items_cents_v1 done",
+        async () => (await rawStateRow(client, "items_cents_v1"))?.status === "done",
+        60_000,
+      );
       // The HTTP thread serves it too: it registered the same user-defined migration as the engine thread.
-      await until(async () => {
-        const served = (await (await fetch(`${server.url}api/perf`)).json()) as {
-          asyncMigrations: { name: string; status: string }[];
-        };
-        return served.asyncMigrations.some((m) => m.name === "items_cents_v1" && m.status === "done");
-      });
+      await waitUntil(
+        "the HTTP thread to serve it done",
+        async () => {
+          const served = (await (await fetch(`${server.url}api/perf`)).json()) as {
+            asyncMigrations: { name: string; status: string }[];
+          };
+          return served.asyncMigrations.some((m) => m.name === "items_cents_v1" && m.status === "done");
+        },
+        60_000,
+      );
     } finally {
       await server.stop();
     }
@@ -291,6 +286,6 @@ export const migrations = [
     });
     expect(r.code, r.stderr).toBe(0);
     expect(await wrongRows(client)).toBe(0);
-    expect(await statusOf(client, "items_cents_custom_v1")).toBe("done");
+    expect((await rawStateRow(client, "items_cents_custom_v1"))?.status).toBe("done");
   }, 60_000);
 });

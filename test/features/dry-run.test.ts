@@ -14,6 +14,7 @@ import { resolveTuning } from "../../src/engine/tuning.ts";
 import { obsHopCountV1 } from "../../src/migrations/builtin/obs-hop-count.ts";
 import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
 import { resolveMigration } from "../../src/migrations/define.ts";
+import { writeLockFree } from "../fixtures/freeze.ts";
 import { type Harness, startHarness, TX } from "../fixtures/server-harness.ts";
 import { cli } from "../helpers/cli.ts";
 import { createCoreScopeSchema, insertCoreScopeRows, type TempDb, tempDb } from "../helpers/db.ts";
@@ -173,16 +174,6 @@ async function createCheckedCounterTable(
 }
 
 /** The transaction is over: another connection takes the write lock at once (a 50 ms busy timeout). */
-async function expectWriteLockFree(database: TempDb) {
-  const other = database.open({ timeout: 50 });
-  try {
-    const tx = await other.transaction("write");
-    await tx.rollback();
-  } finally {
-    other.close();
-  }
-}
-
 describe("dry-run over a poison row", () => {
   it("reports a CHECK constraint failure as its result (range, code, SQLite's message), changes nothing and ends its transaction", async () => {
     db = tempDb();
@@ -209,7 +200,7 @@ describe("dry-run over a poison row", () => {
       /the step over id 1\.\.50 failed: .*CHECK constraint failed.*a run would bisect it and quarantine the failing rows/,
     );
     expect(await contentChecksum(client)).toBe(before);
-    await expectWriteLockFree(db);
+    expect(await writeLockFree(db.path)).toBe(true);
     // The client is still usable, and a dry-run of a range without the poison row still reports a step.
     const clean = await dryRunMigration(client, resolveMigration(COUNTER), { batchSize: 20 });
     expect(clean).toMatchObject({ failure: null, step: { fromKey: 1n, toKey: 20n, rows: 20n } });
@@ -247,7 +238,7 @@ describe("dry-run over a poison row", () => {
       failure: { phase: "step", fromKey: 1n, toKey: 10n, message: "poison row 3" },
     });
     expect(await contentChecksum(client)).toBe(before);
-    await expectWriteLockFree(db);
+    expect(await writeLockFree(db.path)).toBe(true);
     // Quarantine off: the note says a run would fail.
     const strict = await dryRunMigration(client, resolveMigration(onU), {
       batchSize: 10,
@@ -268,7 +259,7 @@ describe("dry-run over a poison row", () => {
     expect(report).toMatchObject({ step: null, failure: { phase: "step", fromKey: 1n, toKey: 30n } });
     expect(report.failure?.message).toMatch(/CHECK constraint failed/);
     expect(await contentChecksum(remote)).toBe(before);
-    await expectWriteLockFree(db);
+    expect(await writeLockFree(db.path)).toBe(true);
   });
 });
 

@@ -3,19 +3,21 @@
  * own `_async_migrations`, the fleet's progress derived from those rows. Real files, a real unreachable server
  * address, real CLI processes, SIGKILL of the fleet runner mid-wave.
  */
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Client, createClient } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_TUNING } from "../../src/engine/tuning.ts";
 import { fleetStatus, parseFleetFile, runFleet } from "../../src/fleet/fleet.ts";
 import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
+import { openDatabase } from "../../src/node/database.ts";
 import { checkDatabaseUrl } from "../../src/settings.ts";
 import { cli, startCli } from "../helpers/cli.ts";
 import {
   createCoreScopeSchema,
   insertCoreScopeRows,
   lastSeenById,
-  ONE_SHOT_SQL,
+  oneShotResult,
   prng,
   sparseTransmissions,
   type TempDb,
@@ -30,6 +32,8 @@ afterEach(() => {
 });
 
 const open = async (url: string): Promise<Client> => createClient({ url, intMode: "bigint", timeout: 2000 });
+/** How the CLI opens a tenant: never creating a database that is not there. */
+const openTenant = (url: string) => openDatabase({ url, busyTimeoutMs: 2000 }, { create: false });
 const SETTINGS = {
   tuning: { ...DEFAULT_TUNING, yieldMs: 0 },
   throttle: {},
@@ -59,12 +63,7 @@ describe("a fleet of 200 tenant databases", () => {
         await createCoreScopeSchema(client);
         // Some tenants are empty, the others small and different from each other.
         if (i % 10 !== 3) await insertCoreScopeRows(client, sparseTransmissions(prng(i + 1), 5 + (i % 17)));
-        const copy = join(db.dir, `oracle-${i}.db`);
-        await client.execute({ sql: "VACUUM INTO ?", args: [copy] });
-        const oracle = createClient({ url: `file:${copy}`, intMode: "bigint" });
-        await oracle.execute(ONE_SHOT_SQL);
-        oracles.set(url, await lastSeenById(oracle));
-        oracle.close();
+        oracles.set(url, await oneShotResult(client, db));
       }
       client.close();
     }
@@ -75,12 +74,7 @@ describe("a fleet of 200 tenant databases", () => {
     const waves: number[] = [];
     const result = await runFleet({
       urls,
-      open: async (url) => {
-        const path = url.startsWith("file:") ? url.slice(5) : undefined;
-        if (path !== undefined && !(await import("node:fs")).existsSync(path))
-          throw new Error(`no database at ${path}`);
-        return open(url);
-      },
+      open: openTenant,
       settings: SETTINGS,
       migrations: [txLastSeenBackfillV1],
       canary: 3,
@@ -132,11 +126,13 @@ describe("fleet waves", () => {
     await createCoreScopeSchema(client);
     await insertCoreScopeRows(client, sparseTransmissions(prng(5), 20));
     client.close();
-    const missing = async (url: string) => {
-      if (url.includes("nonexistent")) throw new Error("no database at /nonexistent-dir/canary.db");
-      return open(url);
+    const base = {
+      urls,
+      open: openTenant,
+      settings: SETTINGS,
+      migrations: [txLastSeenBackfillV1],
+      owner: "w",
     };
-    const base = { urls, open: missing, settings: SETTINGS, migrations: [txLastSeenBackfillV1], owner: "w" };
     const stopped = await runFleet({ ...base, untilDone: true });
     expect(stopped.stoppedBecause).toMatch(/canary/);
     expect(stopped.tenants[1]).toMatchObject({ status: "pending", detail: "not reached" });
@@ -173,7 +169,6 @@ describe("trickle fleet (CLI)", () => {
     }
     const file = join(db.dir, "fleet.txt");
     const config = join(db.dir, "m.json");
-    const { writeFileSync } = await import("node:fs");
     writeFileSync(file, `# twelve tenants\n${urls.join("\n")}\n`);
     // Not idempotent: a range applied twice shows as n = 2.
     writeFileSync(
@@ -183,7 +178,9 @@ describe("trickle fleet (CLI)", () => {
     const env = { TRICKLE_CONFIG: config, TRICKLE_MIGRATIONS: "counter_v1", TRICKLE_STEP_TARGET_MS: "5" };
     const args = ["fleet", "run", "--databases", file, "--until-done", "--canary", "1", "--concurrency", "3"];
 
-    const child = startCli(args, env);
+    // Long pauses between steps for the run that is killed: the rest of the fleet then takes many seconds, so the
+    // kill lands mid-wave however late this process reads the child's output.
+    const child = startCli(args, { ...env, TRICKLE_YIELD_MS: "300" });
     let stderr = "";
     await new Promise<void>((resolve, reject) => {
       child.stderr?.on("data", (chunk: Buffer) => {
