@@ -41,7 +41,7 @@ import {
   rowsProcessedStatement,
 } from "./state/statements.ts";
 import { StateStore } from "./state/store.ts";
-import { resolveTuning, type Tuning } from "./tuning.ts";
+import { resolveTuning, type Tuning, withLiveOverrides } from "./tuning.ts";
 
 export type JsonValue = string | number | boolean | null;
 
@@ -442,13 +442,7 @@ function effectiveTuning(
   runner: Partial<Tuning> | undefined,
   overrides: Readonly<Record<string, number>> | null,
 ): Tuning {
-  const base = resolveTuning(runner, migration.tuning as Partial<Tuning>);
-  if (!overrides) return base;
-  try {
-    return resolveTuning(base, overrides as Partial<Tuning>);
-  } catch {
-    return base; // as the runner does: an override that does not validate is ignored
-  }
+  return withLiveOverrides(resolveTuning(runner, migration.tuning as Partial<Tuning>), overrides);
 }
 
 /** Columns a run would add are added here too (rolled back); missing indexes are reported, never built. */

@@ -81,3 +81,17 @@ export function resolveTuning(...layers: ReadonlyArray<Partial<Tuning> | undefin
   if (t.rateSmoothing > 1) throw new Error("tuning rateSmoothing must be ≤ 1");
   return Object.freeze({ ...t });
 }
+
+/**
+ * `base` with an operator's live overrides (`PATCH /api/migrations/:name`, stored in the row) applied. Overrides
+ * that do not validate are ignored rather than stopping the run: they were checked when they were set, and a
+ * hand-edited row must not halt a backfill.
+ */
+export function withLiveOverrides(base: Tuning, overrides: Readonly<Record<string, number>> | null): Tuning {
+  if (!overrides) return base;
+  try {
+    return resolveTuning(base, overrides as Partial<Tuning>);
+  } catch {
+    return base;
+  }
+}

@@ -15,7 +15,7 @@ import { classifyError, isRowLevelError, LeaseLostError } from "../errors.ts";
 import type { MigrationPlan } from "../plan.ts";
 import { type Lease, type MigrationRow, RATE_WINDOW_POINTS } from "../state/row.ts";
 import type { StateStore } from "../state/store.ts";
-import { resolveTuning, type Tuning } from "../tuning.ts";
+import { type Tuning, withLiveOverrides } from "../tuning.ts";
 import { backoff, fail, type MigrationOutcome, type RunContext, type SliceState } from "./context.ts";
 import { Bisection, quarantine, retryQuarantined } from "./quarantine.ts";
 import { heldBack, holdInProcess, throttleCheck } from "./throttling.ts";
@@ -522,13 +522,7 @@ async function missingTables(ctx: RunContext, plan: MigrationPlan): Promise<stri
 
 /** Runner defaults, then the definition's tuning, then the operator's live overrides stored in the row. */
 function tuningFor(ctx: RunContext, plan: MigrationPlan, row: MigrationRow): Tuning {
-  const base = ctx.tuningOf(plan.migration.name);
-  if (!row.tuning) return base;
-  try {
-    return resolveTuning(base, row.tuning as Partial<Tuning>);
-  } catch {
-    return base; // an override that does not validate is ignored rather than stopping the run
-  }
+  return withLiveOverrides(ctx.tuningOf(plan.migration.name), row.tuning);
 }
 
 /** The ETA window with this slice's point added, when there is one to add. */

@@ -3,6 +3,7 @@
  * migration back until a wall-clock time, with the reason recorded in its row (so every runner respects it) and
  * in this runner's in-process state (so its snapshots show it at once).
  */
+import { parseTime } from "../../progress/rate.ts";
 import { classifyError } from "../errors.ts";
 import type { MigrationPlan } from "../plan.ts";
 import type { Lease, MigrationRow } from "../state/row.ts";
@@ -16,7 +17,7 @@ import type { RunContext } from "./context.ts";
 export function heldBack(ctx: RunContext, row: MigrationRow): boolean {
   const name = row.name;
   const wallNow = ctx.wallClock();
-  const heldUntil = parseWallTime(row.throttledUntil);
+  const heldUntil = parseTime(row.throttledUntil);
   const current = ctx.states.get(name).throttle;
   if (heldUntil !== null && heldUntil > wallNow && (!current || current.untilMs < heldUntil)) {
     ctx.states.set(name, {
@@ -58,11 +59,4 @@ export function holdInProcess(ctx: RunContext, name: string, decision: ThrottleD
     throttle: { reason: decision.reason, policy: decision.policy, untilMs: decision.untilMs },
   });
   ctx.emit({ type: "throttled", name, ...decision });
-}
-
-/** ISO-8601 text (what trickle writes) to wall-clock ms, or null. */
-function parseWallTime(value: string | null): number | null {
-  if (!value) return null;
-  const ms = Date.parse(value);
-  return Number.isFinite(ms) ? ms : null;
 }

@@ -71,10 +71,6 @@ export class StateStore {
     this.#client = client;
   }
 
-  get client(): Client {
-    return this.#client;
-  }
-
   /** Creates `_async_migrations` and the fence, or adds missing columns to a table an older version created. */
   async ensureSchema(): Promise<void> {
     await this.#client.batch([...schemaStatements()], "write");
@@ -176,26 +172,9 @@ export class StateStore {
     }
   }
 
-  /** The statement that aborts its batch unless `lease` is still valid; first in every fenced batch. */
-  fence(lease: Lease): InStatement {
-    return fence(lease);
-  }
-
-  /** The assignments that renew `lease` and record the time of progress; used by every step. */
-  renewal(lease: Lease): string {
-    return renewal(lease);
-  }
-
   /** Runs `statements` in one write transaction that commits only if `lease` is still held. */
   async fenced(lease: Lease, statements: readonly InStatement[]): Promise<void> {
-    await this.#client.batch([this.fence(lease), ...statements], "write");
-  }
-
-  /** Extends the lease before a long read (verification), so the run is not taken over in the middle of it. */
-  async renew(lease: Lease): Promise<void> {
-    await this.fenced(lease, [
-      { sql: `UPDATE ${STATE_TABLE} SET ${this.renewal(lease)} WHERE name = ?`, args: [lease.name] },
-    ]);
+    await this.#client.batch([fence(lease), ...statements], "write");
   }
 
   /** Records why a pending migration cannot start yet (its tables are missing…); stays `pending`. */
@@ -239,7 +218,7 @@ export class StateStore {
                   batch_size = ?, rate = NULL, busy_ms = 0, verified_at = NULL, residual = NULL, quarantined = 0,
                   failed_steps = 0, throttle_reason = NULL, throttled_until = NULL, progress_at = ${SQL_NOW},
                   rate_window = ?, phase = CASE WHEN ? IS NULL THEN NULL ELSE 'counting' END, scan_cursor = NULL,
-                  scan_count = 0, scan_end = ?, scan_problem = NULL, ${this.renewal(lease)}
+                  scan_count = 0, scan_end = ?, scan_problem = NULL, ${renewal(lease)}
               WHERE name = ?`,
         args: [BigInt(start.batchSize), start.rateWindow ?? null, start.scanEnd, start.scanEnd, lease.name],
       },
@@ -251,7 +230,7 @@ export class StateStore {
     await this.fenced(lease, [
       {
         sql: `UPDATE ${STATE_TABLE} SET phase = NULL, rows_total = scan_count, cursor = NULL, progress_at = ${SQL_NOW},
-                ${this.renewal(lease)}
+                ${renewal(lease)}
               WHERE name = ? AND phase = 'counting'`,
         args: [lease.name],
       },
@@ -263,7 +242,7 @@ export class StateStore {
     await this.fenced(lease, [
       {
         sql: `UPDATE ${STATE_TABLE} SET phase = 'verifying', scan_cursor = NULL, scan_count = 0, scan_end = max_key,
-                progress_at = ${SQL_NOW}, ${this.renewal(lease)}
+                progress_at = ${SQL_NOW}, ${renewal(lease)}
               WHERE name = ?`,
         args: [lease.name],
       },
@@ -275,7 +254,7 @@ export class StateStore {
     await this.fenced(lease, [
       {
         sql: `UPDATE ${STATE_TABLE} SET cursor = NULL, phase = NULL, pass = pass + 1, rows_total = rows_total + ?, residual = ?,
-                verified_at = ${SQL_NOW}, reason = ?, progress_at = ${SQL_NOW}, ${this.renewal(lease)} WHERE name = ?`,
+                verified_at = ${SQL_NOW}, reason = ?, progress_at = ${SQL_NOW}, ${renewal(lease)} WHERE name = ?`,
         args: [residual, residual, `re-sweeping ${residual} rows that still need work`, lease.name],
       },
     ]);
@@ -330,7 +309,7 @@ export class StateStore {
         args: [error.slice(0, MAX_ERROR_TEXT), lease.name, key],
       },
       {
-        sql: `UPDATE ${STATE_TABLE} SET failed_steps = failed_steps + ?, ${this.renewal(lease)} WHERE name = ?`,
+        sql: `UPDATE ${STATE_TABLE} SET failed_steps = failed_steps + ?, ${renewal(lease)} WHERE name = ?`,
         args: [BigInt(failedSteps), lease.name],
       },
     ]);
