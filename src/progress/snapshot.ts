@@ -44,6 +44,14 @@ export interface MigrationInfo {
   /** Seconds left at `rate`; null when unknown or not running. */
   readonly etaSeconds: number | null;
   readonly elapsedSeconds: number;
+  /**
+   * CoreScope drop-in (design.md): its pull request #1725 named the figures above `rate`, `etaSeconds`,
+   * `elapsedSeconds`; its re-cut #1735, whose banner and Go server CoreScope carries, `ratePerSec`, `etaSec`,
+   * `elapsedSec`. Every item carries both, so either client reads trickle unchanged.
+   */
+  readonly ratePerSec: number;
+  readonly etaSec: number | null;
+  readonly elapsedSec: number;
   /** The failure message; only set while the migration is `failed`. */
   readonly errorMessage: string | null;
   readonly startedAt: string | null;
@@ -161,9 +169,11 @@ export function migrationInfo(
     rowsProcessed: jsonInteger(row.rowsProcessed),
     // While the run counts its candidates, the total is what the count has found so far.
     rowsTotal: jsonInteger(row.phase === "counting" ? row.scanCount : row.rowsTotal),
-    rate: round(figures.rate, 3),
-    etaSeconds: figures.etaSeconds === null ? null : round(figures.etaSeconds, 1),
-    elapsedSeconds: round(figures.elapsedSeconds, 3),
+    ...figureSpellings(
+      round(figures.rate, 3),
+      figures.etaSeconds === null ? null : round(figures.etaSeconds, 1),
+      round(figures.elapsedSeconds, 3),
+    ),
     errorMessage: status === "failed" ? (row.error ?? "unknown error") : null,
     startedAt: row.startedAt,
     endedAt: row.endedAt,
@@ -187,6 +197,22 @@ export function migrationInfo(
         ? { reason: inProcess?.reason ?? row.throttleReason ?? "throttled", until: throttledUntil }
         : null,
     ...phaseOf(row, status),
+  };
+}
+
+/** The rate, ETA and elapsed time under both CoreScope spellings (see `MigrationInfo.ratePerSec`). */
+function figureSpellings(
+  rate: number,
+  eta: number | null,
+  elapsed: number,
+): Pick<MigrationInfo, "rate" | "etaSeconds" | "elapsedSeconds" | "ratePerSec" | "etaSec" | "elapsedSec"> {
+  return {
+    rate,
+    etaSeconds: eta,
+    elapsedSeconds: elapsed,
+    ratePerSec: rate,
+    etaSec: eta,
+    elapsedSec: elapsed,
   };
 }
 

@@ -1,6 +1,5 @@
 /** `GET /api/healthz`: readiness and migration progress for load balancers and the warm-up banner. */
 import { Hono } from "hono";
-import { withCoreScopeFields } from "../progress/corescope.ts";
 import { isMigrationRunning } from "../progress/snapshot.ts";
 import type { AppDeps } from "./deps.ts";
 
@@ -16,7 +15,7 @@ export function healthRoutes(deps: AppDeps): Hono {
     const body = {
       ready: snapshot.error === undefined,
       status: snapshot.error !== undefined ? "error" : running ? "migrating" : failed ? "degraded" : "ok",
-      async_migrations: snapshot.migrations.map(withCoreScopeFields),
+      async_migrations: snapshot.migrations,
       async_migrations_running: running,
       ...(snapshot.error !== undefined ? { async_migrations_error: snapshot.error } : {}),
       snapshot_age_ms: Math.round(ageMs),

@@ -1,32 +1,35 @@
 /** `GET /api/perf`: the service's own request statistics and migration progress (the seed's field names). */
-import { Hono } from "hono";
-import { withCoreScopeFields } from "../progress/corescope.ts";
+import { type Context, Hono } from "hono";
 import type { RequestStats } from "../progress/request-stats.ts";
+import type { Snapshot } from "../progress/snapshot.ts";
 import type { AppDeps } from "./deps.ts";
 
 export function perfRoutes(deps: AppDeps, stats: RequestStats): Hono {
   const app = new Hono();
   app.get("/api/perf", async (c) => {
     const { snapshot, ageMs } = await deps.snapshots.get();
-    c.header("Cache-Control", "no-store");
-    c.header("Access-Control-Allow-Origin", "*");
-    if (snapshot.error !== undefined) c.header("X-Async-Migrations-Error", headerSafe(snapshot.error));
+    publicReadHeaders(c, snapshot);
     return c.json({
       ...stats.report(),
       snapshotAgeMs: Math.round(ageMs),
-      asyncMigrations: snapshot.migrations.map(withCoreScopeFields),
+      asyncMigrations: snapshot.migrations,
       ...(snapshot.error !== undefined ? { asyncMigrationsError: snapshot.error } : {}),
     });
   });
   // CoreScope #1735 serves the bare list here; its banner and UI read it.
   app.get("/api/perf/async-migrations", async (c) => {
     const { snapshot } = await deps.snapshots.get();
-    c.header("Cache-Control", "no-store");
-    c.header("Access-Control-Allow-Origin", "*");
-    if (snapshot.error !== undefined) c.header("X-Async-Migrations-Error", headerSafe(snapshot.error));
-    return c.json(snapshot.migrations.map(withCoreScopeFields));
+    publicReadHeaders(c, snapshot);
+    return c.json(snapshot.migrations);
   });
   return app;
+}
+
+/** Public, uncached, readable from other origins; a state that could not be read is named in a header too. */
+function publicReadHeaders(c: Context, snapshot: Snapshot): void {
+  c.header("Cache-Control", "no-store");
+  c.header("Access-Control-Allow-Origin", "*");
+  if (snapshot.error !== undefined) c.header("X-Async-Migrations-Error", headerSafe(snapshot.error));
 }
 
 /** Header values must be printable Latin-1 without line breaks; database messages may be anything. */

@@ -19,7 +19,7 @@ const SPELLINGS = [
 ] as const;
 
 describe("CoreScope's field names", () => {
-  it("are on every item of /api/healthz, /api/perf and /api/perf/async-migrations, with equal values", async () => {
+  it("are on every item of /api/healthz, /api/perf, /api/perf/async-migrations and /api/migrations, with equal values", async () => {
     h = await startHarness({ env: { TRICKLE_SNAPSHOT_TTL_MS: "0" } });
     await h.service.tick();
     const health = (await (await h.request("GET", "/api/healthz", { token: null })).json()) as {
@@ -32,7 +32,10 @@ describe("CoreScope's field names", () => {
     expect(bare.status).toBe(200);
     const list = (await bare.json()) as Record<string, unknown>[];
     expect(Array.isArray(list)).toBe(true);
-    for (const items of [health.async_migrations, perf.asyncMigrations, list]) {
+    const admin = (await (await h.request("GET", "/api/migrations")).json()) as {
+      migrations: Record<string, unknown>[];
+    };
+    for (const items of [health.async_migrations, perf.asyncMigrations, list, admin.migrations]) {
       expect(items.map((m) => m.name)).toEqual([TX]);
       for (const item of items)
         for (const [seed, recut] of SPELLINGS) {
