@@ -176,7 +176,7 @@ describe("usage and configuration errors", () => {
     });
     expect(parseCommand(["failures", "x_v1", "--retry", "--keys", "5, 9223372036854775807"])).toMatchObject({
       retry: true,
-      keys: ["5", "9223372036854775807"],
+      keys: [5n, 9223372036854775807n], // exact, beyond 2^53
     });
     // --config anywhere on the line, with a space or an `=`.
     expect(parseCommandLine(["--config", "m.json", "verify", "x_v1"])).toEqual({

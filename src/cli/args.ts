@@ -4,6 +4,7 @@
  * names the command, flag or value at fault, in one line. The help texts are generated from the same table.
  */
 import { parseArgs } from "node:util";
+import { int64Key } from "../engine/state/row.ts";
 
 /** A mistake on the command line. `command` names the command whose help explains it (none: the global help). */
 export class UsageError extends Error {
@@ -57,8 +58,8 @@ export type Command =
       readonly name: "failures";
       readonly migration: string;
       readonly retry: boolean;
-      /** Keys to retry (decimal text); all unresolved rows when undefined. */
-      readonly keys: readonly string[] | undefined;
+      /** Keys to retry; all unresolved rows when undefined. */
+      readonly keys: readonly bigint[] | undefined;
       readonly all: boolean;
       readonly json: boolean;
       readonly migrations: string | undefined;
@@ -378,7 +379,7 @@ function parseArgsOptions(): Record<string, { type: "string" | "boolean"; short?
   return options;
 }
 
-type FlagValue = boolean | number | string;
+type FlagValue = boolean | number | string | readonly bigint[];
 
 /**
  * Parses `argv` (without `node` and the script). `--config FILE` and `--help`/`-h` may be anywhere; `--help` (or
@@ -490,13 +491,13 @@ function build(name: string, flags: ReadonlyMap<string, FlagValue>, args: readon
         json: on("json"),
       };
     case "failures": {
-      const keys = text("keys");
+      const keys = flags.get("keys") as readonly bigint[] | undefined;
       if (keys !== undefined && !on("retry")) throw new UsageError("option --keys needs --retry", name);
       return {
         name,
         migration: args[0]!,
         retry: on("retry"),
-        keys: keys === undefined ? undefined : keys.split(","),
+        keys,
         all: on("all"),
         json: on("json"),
         migrations: text("migrations"),
@@ -558,18 +559,15 @@ function parseValue(flag: string, spec: FlagSpec, raw: string, command: string):
       if (value === "") throw new UsageError(`option --${flag} needs a non-empty value`, command);
       return value;
     case "keys": {
-      // Keys stay decimal text: they may be beyond 2^53 and are parsed to bigint where they are used.
-      const keys = value.split(",").map((k) => k.trim());
-      if (
-        keys.length === 0 ||
-        keys.some((k) => !/^-?\d{1,19}$/.test(k) || BigInt(k) > 2n ** 63n - 1n || BigInt(k) < -(2n ** 63n))
-      ) {
+      // Exact keys (they may be beyond 2^53), by the same rule as the control API's.
+      const keys = value.split(",").map((k) => int64Key(k.trim()));
+      if (keys.some((k) => k === undefined)) {
         throw new UsageError(
           `option --${flag} must be comma-separated integer keys, got ${JSON.stringify(raw)}`,
           command,
         );
       }
-      return keys.join(",");
+      return keys as bigint[];
     }
     default:
       return true;

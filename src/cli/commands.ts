@@ -369,7 +369,7 @@ export async function runCommand(
 ): Promise<number> {
   // The same engine as the server's: every TRICKLE_* tuning and throttling variable means the same thing here.
   // Slices run in the foreground (no scheduler), and nobody reads snapshots (no publisher).
-  const { runner, notifier } = createEngine({
+  const engine = createEngine({
     client,
     settings,
     migrations,
@@ -378,6 +378,7 @@ export async function runCommand(
     publish: false,
     source: "cli",
   });
+  const { runner } = engine;
   await runner.init();
   const names = new Set(runner.migrations.map((m) => m.name));
   const before = (await runner.store.list()).filter((row) => names.has(row.name));
@@ -409,9 +410,8 @@ export async function runCommand(
     progress.finish();
   }
 
-  // Webhook deliveries in flight get a bounded chance to finish before the process exits.
-  if (notifier && notifier.pending > 0)
-    await Promise.race([notifier.idle(), new Promise((resolve) => setTimeout(resolve, 10_000))]);
+  // Webhook deliveries in flight get the engine's bounded chance to finish before the process exits.
+  await engine.stop();
   const after = (await runner.store.list()).filter((row) => names.has(row.name));
   const now = Date.now();
   const seconds = (performance.now() - began) / 1000;
@@ -603,8 +603,7 @@ export async function failuresCommand(
   }
   const controls = createControls({ client, settings, migrations, source: "cli" });
   if (command.retry) {
-    const keys = command.keys?.map((k) => BigInt(k));
-    const result = await controls.retryFailures(name, keys);
+    const result = await controls.retryFailures(name, command.keys);
     if (result.status === "not-found") {
       err(`trickle: no migration named "${name}" in this database`);
       return 2;

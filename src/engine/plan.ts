@@ -290,36 +290,36 @@ export class MigrationPlan {
    * none: a single-key step names its key with it, the dry-run its range.
    */
   async readRangeEnd(q: Queryable, start: StepStart, size: number): Promise<bigint | null> {
-    const k = this.#key;
-    const lower = start.cursor === null ? `${k} >= :trickle_lo` : `${k} > :trickle_lo`;
-    const result = await q.execute({
-      sql: `SELECT CAST(MAX(k) AS TEXT) AS k FROM (SELECT ${k} AS k FROM ${this.#table}
-            WHERE ${lower} AND ${k} <= :trickle_hi AND typeof(${k}) = 'integer' ORDER BY ${k} LIMIT :trickle_n)`,
-      args: {
-        ":trickle_lo": start.cursor ?? start.minKey,
-        ":trickle_hi": start.maxKey,
-        ":trickle_n": BigInt(size),
-      },
-    });
+    const { sql, args } = this.#lastOfNextKeys(start, size);
+    const result = await q.execute({ sql: `SELECT CAST((${sql}) AS TEXT) AS k`, args });
     return toBigIntOrNull(result.rows[0]?.k);
   }
 
   /** Moves the cursor over the next `size` keys (candidates or not) within the frozen upper bound. */
   #advance(start: StepStart, size: number): InStatement {
+    // The new cursor is the largest of the next `size` keys, or the frozen upper bound if fewer remain; keys are
+    // strictly greater than the old cursor, so the cursor strictly increases.
+    const { sql, args } = this.#lastOfNextKeys(start, size);
+    return advanceCursor(sql, { ...args, ":trickle_name": this.migration.name });
+  }
+
+  /**
+   * The last of the next `size` keys after the cursor (or from the run's lower bound), up to the frozen upper
+   * bound: the end of one step's range. Only integer keys count: the count proved the range holds no other, and a
+   * REAL one inserted since must not become the cursor (invariants 8 and 11).
+   */
+  #lastOfNextKeys(start: StepStart, size: number): { sql: string; args: Record<string, InValue> } {
     const k = this.#key;
     const lower = start.cursor === null ? `${k} >= :trickle_lo` : `${k} > :trickle_lo`;
-    // The new cursor is the largest of the next `size` keys, or the frozen upper bound if fewer remain; keys are
-    // strictly greater than the old cursor, so the cursor strictly increases. Only integer keys can become the
-    // cursor: the count proved the range holds no other, and a REAL one inserted since must not turn the cursor
-    // into something that is not an integer (invariants 8 and 11).
-    const nextKey = `SELECT MAX(k) FROM (SELECT ${k} AS k FROM ${this.#table}
-              WHERE ${lower} AND ${k} <= :trickle_hi AND typeof(${k}) = 'integer' ORDER BY ${k} LIMIT :trickle_n)`;
-    return advanceCursor(nextKey, {
-      ":trickle_lo": start.cursor ?? start.minKey,
-      ":trickle_hi": start.maxKey,
-      ":trickle_n": BigInt(size),
-      ":trickle_name": this.migration.name,
-    });
+    return {
+      sql: `SELECT MAX(k) FROM (SELECT ${k} AS k FROM ${this.#table}
+              WHERE ${lower} AND ${k} <= :trickle_hi AND typeof(${k}) = 'integer' ORDER BY ${k} LIMIT :trickle_n)`,
+      args: {
+        ":trickle_lo": start.cursor ?? start.minKey,
+        ":trickle_hi": start.maxKey,
+        ":trickle_n": BigInt(size),
+      },
+    };
   }
 
   /** Creates missing prerequisites, each in a fenced transaction. */

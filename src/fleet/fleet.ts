@@ -175,39 +175,46 @@ export interface FleetRunResult {
 const MAX_IDLE_SLICES = 50;
 
 export async function runFleet(options: FleetRunOptions): Promise<FleetRunResult> {
-  const canary = Math.min(options.canary ?? 1, options.urls.length);
+  const { urls } = options;
+  const canary = Math.min(options.canary ?? 1, urls.length);
   const concurrency = options.concurrency ?? 4;
-  const waves: string[][] = [];
-  if (canary > 0) waves.push(options.urls.slice(0, canary));
-  for (let i = canary; i < options.urls.length; i += concurrency)
-    waves.push(options.urls.slice(i, i + concurrency));
-  const reports = new Map<string, TenantReport>();
+  // Waves as [first tenant, end): the canaries, then `concurrency` tenants at a time.
+  const waves: [number, number][] = canary > 0 ? [[0, canary]] : [];
+  for (let i = canary; i < urls.length; i += concurrency)
+    waves.push([i, Math.min(i + concurrency, urls.length)]);
+  const reports: (TenantReport | undefined)[] = new Array(urls.length);
   let stoppedBecause: string | null = null;
-  for (const [wave, urls] of waves.entries()) {
+  for (const [wave, [from, to]] of waves.entries()) {
     if (options.signal?.aborted) {
       stoppedBecause = "stopped by a signal";
       break;
     }
-    options.onWave?.(wave, urls);
-    const results = await pool(urls, Math.max(concurrency, urls.length), (url) => runTenant(url, options));
-    for (const [i, report] of results.entries()) {
-      reports.set(urls[i]!, report);
-      options.onTenant?.(report, options.urls.indexOf(urls[i]!));
-    }
+    options.onWave?.(wave, urls.slice(from, to));
+    const indexes = Array.from({ length: to - from }, (_, i) => from + i);
+    const results = await Promise.all(
+      indexes.map(async (index) => {
+        const report = await runTenant(index, options);
+        reports[index] = report;
+        options.onTenant?.(report, index);
+        return report;
+      }),
+    );
     const broken = results.find((r) => r.status === "failed" || r.status === "unreachable");
     if (broken && !options.continueOnError && wave < waves.length - 1) {
       stoppedBecause = `${broken.database} is ${broken.status}${wave === 0 && canary > 0 ? " (a canary)" : ""}: ${broken.detail ?? ""}`;
       break;
     }
   }
-  const tenants = options.urls.map(
-    (url): TenantReport =>
-      reports.get(url) ?? { database: redact(url), status: "pending", detail: "not reached", migrations: [] },
+  const reached = reports.filter((r) => r !== undefined).length;
+  const tenants = urls.map(
+    (url, i): TenantReport =>
+      reports[i] ?? { database: redact(url), status: "pending", detail: "not reached", migrations: [] },
   );
-  return { tenants, summary: summarize(tenants, reports.size), stoppedBecause };
+  return { tenants, summary: summarize(tenants, reached), stoppedBecause };
 }
 
-async function runTenant(url: string, options: FleetRunOptions): Promise<TenantReport> {
+async function runTenant(index: number, options: FleetRunOptions): Promise<TenantReport> {
+  const url = options.urls[index]!;
   let client: Client;
   try {
     client = await options.open(url);
@@ -220,7 +227,7 @@ async function runTenant(url: string, options: FleetRunOptions): Promise<TenantR
       client,
       settings: options.settings,
       migrations: options.migrations,
-      owner: `${options.owner}-${options.urls.indexOf(url)}`,
+      owner: `${options.owner}-${index}`,
     });
     await runner.init();
     let idle = 0;

@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { TUNABLE_FIELDS } from "../engine/controls.ts";
+import { INT64_MAX, INT64_MIN, int64Key } from "../engine/state/row.ts";
 import { REPORTED_STATUSES } from "../progress/snapshot.ts";
 
 export const JsonIntegerSchema = z
@@ -309,21 +310,6 @@ export const FailuresQuerySchema = z
       .describe("`include` also lists resolved rows (default `exclude`)."),
   })
   .strict();
-
-/** The range of a SQLite INTEGER (a signed 64-bit integer): the keys trickle walks and stores. */
-export const INT64_MIN = -(2n ** 63n);
-export const INT64_MAX = 2n ** 63n - 1n;
-
-/**
- * The key as a `bigint` when it is an exact integer in [-2^63, 2^63 - 1]: a safe-integer JSON number, or its
- * decimal text (an optional minus sign and digits). Anything else is undefined.
- */
-export function int64Key(value: unknown): bigint | undefined {
-  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined;
-  if (typeof value !== "string" || !/^-?\d+$/.test(value)) return undefined;
-  const key = BigInt(value);
-  return key >= INT64_MIN && key <= INT64_MAX ? key : undefined;
-}
 
 const KEY_ERROR = `keys must be integers from ${INT64_MIN} to ${INT64_MAX}`;
 

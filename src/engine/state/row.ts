@@ -204,6 +204,21 @@ export function toFailureRow(r: Row): FailureRow {
   };
 }
 
+/** The range of a SQLite INTEGER (a signed 64-bit integer): the keys trickle walks and stores. */
+export const INT64_MIN = -(2n ** 63n);
+export const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * The key as a `bigint` when it is an exact integer in [-2^63, 2^63 - 1]: a safe-integer JSON number, or its
+ * decimal text (an optional minus sign and digits). Anything else is undefined.
+ */
+export function int64Key(value: unknown): bigint | undefined {
+  if (typeof value === "number") return Number.isSafeInteger(value) ? BigInt(value) : undefined;
+  if (typeof value !== "string" || !/^-?\d+$/.test(value)) return undefined;
+  const key = BigInt(value);
+  return key >= INT64_MIN && key <= INT64_MAX ? key : undefined;
+}
+
 export function toBigIntOrNull(value: unknown): bigint | null {
   if (value === null || value === undefined) return null;
   if (typeof value === "bigint") return value;
