@@ -48,7 +48,7 @@ const PHONE = { width: 390, height: 844 };
 // seconds, long enough for the page to show it moving.
 const SLOW_BACKFILL_ENV = {
   TRICKLE_STEP_TARGET_MS: "10",
-  TRICKLE_YIELD_MS: "1000",
+  TRICKLE_YIELD_MS: "300",
   TRICKLE_SLICE_BUDGET_MS: "1000",
   TRICKLE_TICK_MS: "100",
   TRICKLE_SNAPSHOT_TTL_MS: "200",
@@ -107,7 +107,7 @@ function exitOf(child: ChildProcess): Promise<number | null> {
 async function seed(databaseUrl: string): Promise<void> {
   const child = spawn(
     TSX,
-    ["src/cli/main.ts", "seed", "--transmissions", "20000", "--observations", "300000"],
+    ["src/cli/main.ts", "seed", "--transmissions", "8000", "--observations", "120000"],
     { cwd: ROOT, env: childEnv({ DATABASE_URL: databaseUrl }), stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";

@@ -115,10 +115,11 @@ async function killRepeatedly(
   return kills;
 }
 
-/** Runs `config` to the end without interference. */
+/** Runs `config` to the end without interference, in larger steps without pauses (nobody else is waiting). */
 async function finish(config: RunnerChildConfig): Promise<void> {
-  const child = spawnRunner("finisher", { ...config, owner: "finisher" });
-  expect(await child.waitForExit(45_000), child.describe()).toEqual({ code: 0, signal: null });
+  const tuning = { ...config.tuning, maxBatch: 2_000, yieldMs: 0 };
+  const child = spawnRunner("finisher", { ...config, tuning, owner: "finisher" });
+  expect(await child.waitForExit(120_000), child.describe()).toEqual({ code: 0, signal: null });
 }
 
 describe("SIGKILL at random moments", () => {
@@ -129,7 +130,7 @@ describe("SIGKILL at random moments", () => {
     // migration needs, so the runner creates that one and can be killed while doing so.
     await client.execute("CREATE INDEX idx_observations_transmission_id ON observations(transmission_id)");
     const random = prng(1725);
-    const txs = sparseTransmissions(random, 25_000);
+    const txs = sparseTransmissions(random, 12_000);
     const lastId = txs.at(-1)?.id ?? 0n;
     await insertCoreScopeRows(client, txs);
     const original = await lastSeenById(client);
@@ -141,11 +142,11 @@ describe("SIGKILL at random moments", () => {
       dbPath: db.path,
       migration: txLastSeenBackfillV1.name,
       // A short lease so a restarted runner takes over quickly; small steps so a run spans many kills.
-      // 20 rounds of at most 8 steps of 100 keys cannot reach the end of 25,000 keys.
+      // 12 rounds of at most 8 steps of 100 keys cannot reach the end of 12,000 keys.
       tuning: { leaseTtlMs: 250, initialBatch: 50, maxBatch: 100, yieldMs: 30, sliceBudgetMs: 1_000 },
       timeoutMs: 100,
     };
-    const kills = await killRepeatedly(client, txLastSeenBackfillV1.name, config, 20, async (row) => {
+    const kills = await killRepeatedly(client, txLastSeenBackfillV1.name, config, 12, async (row) => {
       const cursor = row.cursor ?? -1n;
       // Progress and data committed together: the candidates up to the cursor, no more, no fewer.
       expect(row.rowsProcessed).toBe(BigInt(candidateIds.filter((k) => k <= cursor).length));
@@ -156,7 +157,7 @@ describe("SIGKILL at random moments", () => {
       expect(now).toEqual(expected);
     });
     // The kills really landed in the middle of the run.
-    expect(kills.filter((k) => k.cursor !== null).length).toBeGreaterThanOrEqual(10);
+    expect(kills.filter((k) => k.cursor !== null).length).toBeGreaterThanOrEqual(6);
     expect(kills.at(-1)!.cursor! < lastId).toBe(true);
 
     await finish(config);

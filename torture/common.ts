@@ -21,6 +21,22 @@ export interface ScenarioOptions {
   readonly progress: (detail: string) => void;
 }
 
+/**
+ * The soft time limit between disruptions: true (and noted) once the deadline has passed, but never before the
+ * first disruption, so a scenario on a slow machine or under a short `--seconds` still tests something.
+ */
+export function timeIsUp(
+  result: ScenarioResult,
+  options: ScenarioOptions,
+  done: number,
+  planned: number,
+  what: string,
+): boolean {
+  if (done === 0 || Date.now() <= options.deadline) return false;
+  result.notes.push(`time limit reached after ${done} of ${planned} ${what}`);
+  return true;
+}
+
 export interface ScenarioResult {
   readonly scenario: string;
   /** What was tried, in a few words, for the summary table. */

@@ -25,6 +25,7 @@ import {
   type ScenarioResult,
   scalar,
   sleep,
+  timeIsUp,
   waitUntil,
   within,
 } from "./common.ts";
@@ -180,10 +181,7 @@ export async function diskFullScenario(options: DiskFullOptions): Promise<Scenar
 
       const filler = join(dir, "filler");
       for (let episode = 0; episode < episodes; episode++) {
-        if (Date.now() > options.deadline) {
-          result.notes.push(`time limit reached after ${episode} of ${episodes} full-disk episodes`);
-          break;
-        }
+        if (timeIsUp(result, options, episode, episodes, "full-disk episodes")) break;
         await waitUntil("a few steps", () => steps >= 10 * (episode + 1), 60_000);
         options.progress(`episode ${episode + 1}/${episodes}: filling the disk`);
         const retriesBefore = fullRetries.length;

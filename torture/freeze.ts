@@ -15,6 +15,7 @@ import {
   runScenario,
   type ScenarioOptions,
   type ScenarioResult,
+  timeIsUp,
   waitUntil,
 } from "./common.ts";
 import { judgeCounters } from "./many-runners.ts";
@@ -56,10 +57,7 @@ export async function freezeScenario(options: FreezeOptions): Promise<ScenarioRe
       let victim = spawn("runner-0", slow);
       await victim.waitForLine((l) => l.type === "step", 30_000);
       for (let round = 0; round < rounds; round++) {
-        if (Date.now() > options.deadline) {
-          result.notes.push(`time limit reached after ${round} of ${rounds} freezes`);
-          break;
-        }
+        if (timeIsUp(result, options, round, rounds, "freezes")) break;
         options.progress(`freeze ${round + 1}/${rounds}`);
         const before = await freezeHoldingLease(victim, client, {
           name: NAME,

@@ -82,7 +82,7 @@ export async function fuzzScenario(options: FuzzScenarioOptions): Promise<Scenar
   return runScenario(
     result,
     async () => {
-      const runs = options.runs ?? Math.max(600, options.kills * 40);
+      const runs = options.runs ?? Math.max(1_000, options.kills * 40);
       const configured = await startHarness({ transmissions: 200, env: { TRICKLE_SNAPSHOT_TTL_MS: "0" } });
       harnesses.push(configured);
       const open = await startHarness({

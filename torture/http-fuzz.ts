@@ -312,7 +312,8 @@ function wellFormed(target: Pick<FuzzTarget, "knownTokens" | "migrations" | "off
     route: fc.oneof<fc.Arbitrary<Route>[]>(
       name.chain((n) =>
         fc
-          .constantFrom("pause", "resume", "cancel", "retry", "dry-run")
+          // Mostly the reversible pair, so a cancel early on does not leave the rest of the run nothing to change.
+          .constantFrom("pause", "resume", "pause", "resume", "pause", "resume", "cancel", "retry", "dry-run")
           .map((a) => ["POST", `/api/migrations/${n}/${a}`] as const),
       ),
       name.map((n) => ["PATCH", `/api/migrations/${n}`] as const),

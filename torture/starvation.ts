@@ -25,6 +25,7 @@ import {
   type ScenarioResult,
   scalar,
   sleep,
+  timeIsUp,
   waitUntil,
 } from "./common.ts";
 import { judgeCounters } from "./many-runners.ts";
@@ -93,10 +94,7 @@ export async function starvationScenario(options: StarvationOptions): Promise<Sc
       await waitUntil("the run to start", async () => (await health())?.status === "running", 30_000);
 
       for (let hold = 0; hold < holds; hold++) {
-        if (Date.now() > options.deadline) {
-          result.notes.push(`time limit reached after ${hold} of ${holds} lock holds`);
-          break;
-        }
+        if (timeIsUp(result, options, hold, holds, "lock holds")) break;
         const before = await health();
         if (before?.status !== "running") {
           result.notes.push(`the run ended before lock hold ${hold + 1} of ${holds}`);

@@ -17,7 +17,7 @@ import { startWranglerDev, type WranglerDev } from "./helpers/wrangler.ts";
 
 const NAME = "edge_counter_v1";
 const ADMIN_TOKEN = "admin-token-0123456789abcdef";
-const ROWS = 2000;
+const ROWS = 600;
 const LEASE_TTL_MS = 1000;
 /** Longer than the lease: the held step arrives after its lease expired and another isolate took over. */
 const HOLD_MS = LEASE_TTL_MS + 1500;

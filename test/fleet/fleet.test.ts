@@ -154,29 +154,37 @@ describe("fleet waves", () => {
 });
 
 describe("trickle fleet (CLI)", () => {
+  const TENANTS = 8;
+  const ROWS = 1000;
   it("a fleet run killed mid-wave resumes where each tenant stands: every row changed exactly once", async () => {
     db = tempDb();
     const urls: string[] = [];
-    for (let i = 0; i < 12; i++) {
+    for (let i = 0; i < TENANTS; i++) {
       const url = `file:${join(db.dir, `c-${i}.db`)}`;
       const client = createClient({ url, intMode: "bigint" });
       await createCounterTable(
         client,
-        Array.from({ length: 3000 }, (_, k) => BigInt(k + 1)),
+        Array.from({ length: ROWS }, (_, k) => BigInt(k + 1)),
       );
       client.close();
       urls.push(url);
     }
     const file = join(db.dir, "fleet.txt");
     const config = join(db.dir, "m.json");
-    writeFileSync(file, `# twelve tenants\n${urls.join("\n")}\n`);
+    writeFileSync(file, `# the tenants\n${urls.join("\n")}\n`);
     // Not idempotent: a range applied twice shows as n = 2.
     writeFileSync(
       config,
       JSON.stringify({ migrations: [{ name: "counter_v1", table: "t", key: "id", set: "n = n + 1" }] }),
     );
-    const env = { TRICKLE_CONFIG: config, TRICKLE_MIGRATIONS: "counter_v1", TRICKLE_STEP_TARGET_MS: "5" };
-    const args = ["fleet", "run", "--databases", file, "--until-done", "--canary", "1", "--concurrency", "3"];
+    // A lease short enough that the resumed run soon takes over the tenants the killed run held.
+    const env = {
+      TRICKLE_CONFIG: config,
+      TRICKLE_MIGRATIONS: "counter_v1",
+      TRICKLE_STEP_TARGET_MS: "5",
+      TRICKLE_LEASE_TTL_MS: "3000",
+    };
+    const args = ["fleet", "run", "--databases", file, "--until-done", "--canary", "1", "--concurrency", "2"];
 
     // Long pauses between steps for the run that is killed: the rest of the fleet then takes many seconds, so the
     // kill lands mid-wave however late this process reads the child's output.
@@ -195,8 +203,8 @@ describe("trickle fleet (CLI)", () => {
 
     const partial = await cli(["fleet", "status", "--databases", file, "--json"], env);
     const before = JSON.parse(partial.stdout) as { summary: { done: number; total: number } };
-    expect(before.summary.total).toBe(12);
-    expect(before.summary.done).toBeLessThan(12);
+    expect(before.summary.total).toBe(TENANTS);
+    expect(before.summary.done).toBeLessThan(TENANTS);
 
     const resumed = await cli(args, env);
     expect(resumed.code, resumed.stderr).toBe(0);
@@ -204,7 +212,7 @@ describe("trickle fleet (CLI)", () => {
       const client = await open(url);
       const counters = [...(await countersById(client)).values()];
       client.close();
-      expect(counters.length).toBe(3000);
+      expect(counters.length).toBe(ROWS);
       expect(
         counters.every((n) => n === 1n),
         url,
@@ -212,6 +220,6 @@ describe("trickle fleet (CLI)", () => {
     }
     const after = await cli(["fleet", "status", "--databases", file, "--json"], env);
     expect(after.code).toBe(0);
-    expect((JSON.parse(after.stdout) as { summary: { done: number } }).summary.done).toBe(12);
+    expect((JSON.parse(after.stdout) as { summary: { done: number } }).summary.done).toBe(TENANTS);
   }, 240_000);
 });

@@ -55,8 +55,8 @@ describe("npm start (tsx src/node.ts)", () => {
     const seeding = createClient({ url, intMode: "bigint" });
     await seeding.execute("PRAGMA journal_mode=WAL");
     await seedCoreScope(seeding, {
-      transmissions: 30_000,
-      observations: 60_000,
+      transmissions: 10_000,
+      observations: 20_000,
       legacyFraction: 0.9,
       seed: 7,
     });
@@ -65,7 +65,7 @@ describe("npm start (tsx src/node.ts)", () => {
     const env = {
       DATABASE_URL: url,
       CRON_SECRET: CRON,
-      // Small steps with long pauses: the backfill (counting, then the data walk) takes about a minute, so
+      // Small steps with long pauses: the backfill (counting, then the data walk) takes many seconds, so
       // SIGTERM lands in the middle.
       TRICKLE_STEP_TARGET_MS: "1",
       TRICKLE_YIELD_MS: "100",
