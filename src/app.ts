@@ -2,9 +2,9 @@
  * The one Hono app every runtime serves. It is built from injected ports (snapshots, controls, tick), so the
  * same app runs on Node (engine in a worker thread), in-process runtimes (src/service.ts) and in tests.
  *
- * Routes live in src/routes/ as feature sub-apps. Every response carries secure headers; errors are JSON:
- * `HTTPException` keeps its status, anything unexpected becomes a 500 without stack or details, unmatched
- * paths a JSON 404.
+ * Routes live in src/routes/ as feature sub-apps. Every response carries secure headers; every error is a
+ * problem-details body (src/routes/problem.ts): `HTTPException` keeps its status, anything unexpected becomes a
+ * 500 without stack or details, an unknown path a 404, a known path with another method a 405 with `Allow`.
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
@@ -17,6 +17,7 @@ import { metricsRoutes } from "./routes/metrics.ts";
 import { migrationRoutes } from "./routes/migrations.ts";
 import { openApiRoutes } from "./routes/openapi.ts";
 import { perfRoutes } from "./routes/perf.ts";
+import { problem } from "./routes/problem.ts";
 import { tickRoutes } from "./routes/tick.ts";
 import { uiRoutes } from "./routes/ui.ts";
 
@@ -39,19 +40,54 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", migrationRoutes(deps));
   app.route("/", tickRoutes(deps));
 
-  app.notFound((c) => c.json({ error: "not found" }, 404));
+  const allowed = allowedMethods(app);
+  app.notFound((c) => {
+    // A known path with another method: 405 naming the methods it has.
+    const methods = allowed(c.req.path);
+    if (methods.length === 0) return problem(c, 404, "not found");
+    c.header("Allow", methods.join(", "));
+    return problem(c, 405, `${c.req.method} is not allowed here; use ${methods.join(" or ")}`);
+  });
   app.onError((error, c) => {
-    if (error instanceof HTTPException) {
-      return c.json({ error: error.message || "request failed" }, error.status);
-    }
+    if (error instanceof HTTPException) return problem(c, error.status, error.message || "request failed");
     // Name and message only: no stack, no request data (tokens live in headers we never log).
     log(`trickle: ${c.req.method} ${c.req.path} failed: ${error.name}: ${error.message}`);
     // The writer holds the lock (SQLITE_BUSY), the network dropped…: worth retrying, so say so.
     if (classifyError(error).kind === "transient") {
       c.header("Retry-After", "1");
-      return c.json({ error: "the database is busy or unreachable; retry shortly" }, 503);
+      return problem(c, 503, "the database is busy or unreachable; retry shortly");
     }
-    return c.json({ error: "internal error" }, 500);
+    return problem(c, 500, "internal error");
   });
   return app;
+}
+
+/**
+ * The methods `app` serves on a path, from its route table (built once, on first use, when every route is
+ * registered): `:param` matches one path segment, `*` anything. GET implies HEAD.
+ */
+function allowedMethods(app: Hono): (path: string) => string[] {
+  let table: { pattern: RegExp; method: string }[] | undefined;
+  return (path) => {
+    table ??= app.routes
+      .filter((r) => r.method !== "ALL")
+      .map((r) => ({
+        method: r.method,
+        pattern: new RegExp(
+          `^${r.path
+            .split("/")
+            .map((part) =>
+              part.startsWith(":")
+                ? "[^/]+"
+                : part === "*"
+                  ? ".*"
+                  : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
+            )
+            .join("/")}/?$`,
+        ),
+      }));
+    const methods = new Set(table.filter((r) => r.pattern.test(path)).map((r) => r.method));
+    if (methods.has("GET")) methods.add("HEAD");
+    return [...methods];
+  };
 }

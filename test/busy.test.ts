@@ -1,24 +1,25 @@
 /**
- * Invariant 6 against a real lock: another process (the application) holds a write transaction open for
- * seconds while a runner works on the same file. The runner must back off with SQLITE_BUSY as its visible
- * reason, the migration must stay `running` (never `failed`), and once the lock is released the run must
- * finish with exact results — using the runner's own client, with no help from outside.
+ * Invariant 6 against a real lock: another process (the application) holds a write transaction open while a
+ * runner works on the same file. The runner must back off with SQLITE_BUSY as its visible reason, the
+ * migration must stay `running` (never `failed`), and once the lock is released the run must finish with exact
+ * results — using the runner's own client, with no help from outside.
  *
  * The holder is a child process because the embedded client's busy wait is synchronous: the runner, in this
  * process, blocks the event loop for up to its 50 ms busy timeout per attempt, which a holder here would share.
  */
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { Client } from "@libsql/client";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { RunnerEvent } from "../src/engine/events.ts";
 import { Runner } from "../src/engine/runner.ts";
 import { StateStore } from "../src/engine/state-store.ts";
 import type { Tuning } from "../src/engine/tuning.ts";
+import { waitUntil } from "./fixtures/freeze.ts";
 import {
-  type ChildHandle,
   counterHistogram,
   createCounters,
   killAllChildren,
-  sleep,
   spawnLockHolder,
   testCounterV1,
 } from "./fixtures/multiprocess.ts";
@@ -26,7 +27,6 @@ import { type TempDb, tempDb } from "./helpers/db.ts";
 
 const NAME = testCounterV1.name;
 const ROWS = 20_000;
-const HOLD_MS = 2_500;
 
 const TUNING: Partial<Tuning> = {
   initialBatch: 100,
@@ -73,28 +73,6 @@ async function setup(): Promise<{
   return { runnerClient, monitor, runner, events };
 }
 
-async function waitFor(what: string, condition: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-/** Until the holder releases: what the runner says about the migration, and the row's status. */
-async function observeWhileHeld(holder: ChildHandle, runner: Runner, monitor: Client) {
-  const reasons: (string | null)[] = [];
-  const statuses: string[] = [];
-  const store = new StateStore(monitor);
-  while (holder.ofType("released").length === 0 && !holder.exitStatus) {
-    reasons.push(runner.state().find((s) => s.name === NAME)?.reason ?? null);
-    // A read: in WAL mode it does not wait for the writer.
-    statuses.push((await store.get(NAME))?.status ?? "missing");
-    await sleep(100);
-  }
-  return { reasons, statuses };
-}
-
 /** Awaits `promise`, failing with the runner's last events if it takes longer than `ms`. */
 async function within<T>(ms: number, promise: Promise<T>, events: readonly RunnerEvent[]): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -131,20 +109,32 @@ describe("another process holds the write lock for seconds", () => {
     const { monitor, runner, events } = await setup();
     const run = runner.runUntilDone({ signal: abort.signal, idleWaitMs: 20 });
     run.catch(() => {}); // awaited below; a rejection before that must not go unhandled
-    await waitFor("three steps", () => events.filter((e) => e.type === "step").length >= 3, 20_000);
+    await waitUntil("three steps", () => events.filter((e) => e.type === "step").length >= 3, 20_000);
 
-    const holder = spawnLockHolder("app", { dbPath: db.path, holdMs: HOLD_MS });
+    // Held until the runner was seen backing off, however slowly this process gets to look: sized by what
+    // happened, not by how long the lock was held.
+    const release = join(db.dir, "release");
+    const holder = spawnLockHolder("app", { dbPath: db.path, untilFile: release });
     await holder.waitForLine((l) => l.type === "locked", 20_000);
     const eventsWhenLocked = events.length;
-    const { reasons, statuses } = await observeWhileHeld(holder, runner, monitor);
-    const held = events.slice(eventsWhenLocked);
+    const busyRetries = () =>
+      events.slice(eventsWhenLocked).filter((e) => e.type === "retrying" && e.code === "SQLITE_BUSY").length;
+    const reasons: (string | null)[] = [];
+    const statuses: string[] = [];
+    const store = new StateStore(monitor);
+    await waitUntil(
+      "two SQLITE_BUSY retries and the reason visible while the lock is held",
+      async () => {
+        reasons.push(runner.state().find((s) => s.name === NAME)?.reason ?? null);
+        // A read: in WAL mode it does not wait for the writer.
+        statuses.push((await store.get(NAME))?.status ?? "missing");
+        return busyRetries() >= 2 && reasons.some((r) => r?.startsWith("SQLITE_BUSY"));
+      },
+      60_000,
+    );
+    writeFileSync(release, "");
     expect(await holder.waitForExit(20_000), holder.describe()).toEqual({ code: 0, signal: null });
-
-    // While the lock was held: retries with SQLITE_BUSY, the reason visible in-process, the row still running.
-    expect(
-      held.filter((e) => e.type === "retrying" && e.code === "SQLITE_BUSY").length,
-    ).toBeGreaterThanOrEqual(2);
-    expect(reasons.some((r) => r?.startsWith("SQLITE_BUSY"))).toBe(true);
+    // While the lock was held the row stayed running (never failed).
     expect(new Set(statuses)).toEqual(new Set(["running"]));
 
     await within(20_000, run, events);
@@ -158,7 +148,8 @@ describe("another process holds the write lock for seconds", () => {
     await runner.runSlice(200);
     expect((await new StateStore(monitor).get(NAME))?.status).toBe("running");
 
-    const holder = spawnLockHolder("app", { dbPath: db.path, holdMs: HOLD_MS });
+    const release = join(db.dir, "release");
+    const holder = spawnLockHolder("app", { dbPath: db.path, untilFile: release });
     await holder.waitForLine((l) => l.type === "locked", 20_000);
     const slice = await within(10_000, runner.runSlice(500, abort.signal), events);
     expect(slice.moreWork).toBe(true);
@@ -166,6 +157,7 @@ describe("another process holds the write lock for seconds", () => {
     expect(events.some((e) => e.type === "retrying" && e.code === "SQLITE_BUSY")).toBe(true);
     expect(runner.state().find((s) => s.name === NAME)?.reason).toMatch(/^SQLITE_BUSY/);
     expect((await new StateStore(monitor).get(NAME))?.status).toBe("running");
+    writeFileSync(release, "");
     expect(await holder.waitForExit(20_000), holder.describe()).toEqual({ code: 0, signal: null });
 
     await within(20_000, runner.runUntilDone({ signal: abort.signal, idleWaitMs: 20 }), events);

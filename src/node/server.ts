@@ -86,6 +86,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
         stuckAfterMs: config.stuckAfterMs,
         ...(fromWorker?.steps ? { steps: fromWorker.steps } : {}),
         ...(fromWorker?.stepHistogram ? { stepHistogram: fromWorker.stepHistogram } : {}),
+        ...(fromWorker?.counters ? { counters: fromWorker.counters } : {}),
       }),
   });
 

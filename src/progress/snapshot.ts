@@ -103,10 +103,32 @@ export interface StepRecord {
   readonly durationMs: number;
 }
 
-/** Upper bounds (seconds) of the step-duration histogram buckets; `+Inf` is implied. */
+/**
+ * Upper bounds (seconds) of the step-duration histogram buckets; `+Inf` is implied. 0.075 and 0.15 are the
+ * step goals (p99 and max), so an alert can be written on them.
+ */
 export const STEP_DURATION_BUCKETS: readonly number[] = [
-  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+  0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10,
 ];
+
+/**
+ * What this process's runner did to one migration since the process started (Prometheus counters: they
+ * restart at zero with the process, which `rate()` expects).
+ */
+export interface RunnerCounters {
+  /** Committed steps. */
+  readonly steps: number;
+  /** Candidate rows the committed steps processed. */
+  readonly rows: number;
+  /** Transient errors retried, by error code (`SQLITE_BUSY`, `NETWORK`, …). */
+  readonly retries: Readonly<Record<string, number>>;
+  /** Of those, the waits on another connection's lock (SQLITE_BUSY and SQLITE_LOCKED, extended codes included). */
+  readonly busyWaits: number;
+  /** Leases lost to another runner (a slow step, a stopped process) before the work was done. */
+  readonly leasesLost: number;
+  /** Poison rows recorded and skipped. */
+  readonly quarantined: number;
+}
 
 /** A Prometheus-style histogram of step durations for one migration (cumulative per bucket). */
 export interface StepHistogram {
@@ -125,6 +147,7 @@ export interface Snapshot {
   /** Recent steps per migration, newest last (only where a runner published them). */
   readonly steps?: Readonly<Record<string, readonly StepRecord[]>>;
   readonly stepHistogram?: Readonly<Record<string, StepHistogram>>;
+  readonly counters?: Readonly<Record<string, RunnerCounters>>;
 }
 
 const KNOWN = new Set<string>(REPORTED_STATUSES.filter((s) => s !== "unknown"));
@@ -252,6 +275,7 @@ export function buildSnapshot(
     readonly runnerState?: readonly RunnerMigrationState[];
     readonly steps?: Readonly<Record<string, readonly StepRecord[]>>;
     readonly stepHistogram?: Readonly<Record<string, StepHistogram>>;
+    readonly counters?: Readonly<Record<string, RunnerCounters>>;
     /** See `TRICKLE_STUCK_AFTER_MS`. */
     readonly stuckAfterMs?: number;
   },
@@ -268,6 +292,7 @@ export function buildSnapshot(
     migrations,
     ...(options.steps ? { steps: options.steps } : {}),
     ...(options.stepHistogram ? { stepHistogram: options.stepHistogram } : {}),
+    ...(options.counters ? { counters: options.counters } : {}),
   };
 }
 
@@ -284,25 +309,51 @@ export function isMigrationRunning(snapshot: Snapshot): boolean {
 }
 
 /**
- * Keeps the last steps and a duration histogram per migration from a runner's `step` events. Memory is
- * bounded: `historySize` steps per migration, one histogram per migration.
+ * Keeps what a runner did from its events: the last steps and a duration histogram per migration, and the
+ * counters `/metrics` serves. Memory is bounded: `historySize` steps per migration, one histogram and one set of
+ * counters per migration.
  */
 export class StepRecorder {
   readonly #historySize: number;
   readonly #history = new Map<string, StepRecord[]>();
   readonly #histograms = new Map<string, { buckets: number[]; count: number; sumSeconds: number }>();
+  readonly #counters = new Map<string, Mutable<RunnerCounters> & { retries: Record<string, number> }>();
 
   constructor(historySize = 50) {
     this.#historySize = historySize;
   }
 
-  record(step: {
-    name: string;
-    batchSize: number;
-    rows: bigint;
-    rowsProcessed: bigint;
-    durationMs: number;
-  }): void {
+  /** Takes any runner event; the ones that matter here are counted or recorded. */
+  record(event: RunnerEvent): void {
+    if (event.type === "step") this.#step(event);
+    else if (event.type === "retrying") {
+      const counters = this.#countersOf(event.name);
+      counters.retries[event.code] = (counters.retries[event.code] ?? 0) + 1;
+      if (/^SQLITE_(BUSY|LOCKED)/.test(event.code)) counters.busyWaits++;
+    } else if (event.type === "lease-lost") this.#countersOf(event.name).leasesLost++;
+    else if (event.type === "quarantined") this.#countersOf(event.name).quarantined++;
+  }
+
+  history(): Record<string, StepRecord[]> {
+    return Object.fromEntries([...this.#history].map(([name, list]) => [name, [...list]]));
+  }
+
+  histograms(): Record<string, StepHistogram> {
+    return Object.fromEntries(
+      [...this.#histograms].map(([name, h]) => [
+        name,
+        { buckets: [...h.buckets], count: h.count, sumSeconds: h.sumSeconds },
+      ]),
+    );
+  }
+
+  counters(): Record<string, RunnerCounters> {
+    return Object.fromEntries(
+      [...this.#counters].map(([name, c]) => [name, { ...c, retries: { ...c.retries } }]),
+    );
+  }
+
+  #step(step: Extract<RunnerEvent, { type: "step" }>): void {
     const list = this.#history.get(step.name) ?? [];
     list.push({
       at: new Date().toISOString(),
@@ -326,21 +377,23 @@ export class StepRecorder {
     h.count++;
     h.sumSeconds += seconds;
     this.#histograms.set(step.name, h);
+
+    const counters = this.#countersOf(step.name);
+    counters.steps++;
+    counters.rows += Number(step.rows);
   }
 
-  history(): Record<string, StepRecord[]> {
-    return Object.fromEntries([...this.#history].map(([name, list]) => [name, [...list]]));
-  }
-
-  histograms(): Record<string, StepHistogram> {
-    return Object.fromEntries(
-      [...this.#histograms].map(([name, h]) => [
-        name,
-        { buckets: [...h.buckets], count: h.count, sumSeconds: h.sumSeconds },
-      ]),
-    );
+  #countersOf(name: string) {
+    let counters = this.#counters.get(name);
+    if (!counters) {
+      counters = { steps: 0, rows: 0, retries: {}, busyWaits: 0, leasesLost: 0, quarantined: 0 };
+      this.#counters.set(name, counters);
+    }
+    return counters;
   }
 }
+
+type Mutable<T> = { -readonly [K in keyof T]: T[K] };
 
 export interface SnapshotCacheOptions {
   /** Reads the state from the database and builds a snapshot. Called at most once per TTL, single-flight. */
@@ -466,7 +519,9 @@ export async function readSnapshot(
     names: options.names,
     takenAt: options.now(),
     runnerState: runner.state(),
-    ...(recorder ? { steps: recorder.history(), stepHistogram: recorder.histograms() } : {}),
+    ...(recorder
+      ? { steps: recorder.history(), stepHistogram: recorder.histograms(), counters: recorder.counters() }
+      : {}),
     ...(stuckAfterMs !== undefined ? { stuckAfterMs } : {}),
   });
 }
@@ -553,7 +608,7 @@ export class SnapshotPublisher {
   }
 
   #onEvent(event: RunnerEvent): void {
-    if (event.type === "step") this.recorder.record(event);
+    this.recorder.record(event);
     if (this.#stopped) return;
     if (STATUS_EVENTS.has(event.type)) {
       void this.refresh();

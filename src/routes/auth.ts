@@ -3,6 +3,7 @@
  * do not exist at module load), compared in constant time, and never logged or echoed.
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { problem } from "./problem.ts";
 
 const encoder = new TextEncoder();
 
@@ -27,7 +28,7 @@ export function bearerToken(header: string | undefined): string | undefined {
 }
 
 /**
- * Middleware: 403 `{ error: disabledMessage }` when `secret(c)` is unset, 401 when the request carries no
+ * Middleware: a 403 problem saying `disabledMessage` when `secret(c)` is unset, 401 when the request carries no
  * token or the wrong one.
  */
 export function requireBearer(
@@ -36,11 +37,11 @@ export function requireBearer(
 ): MiddlewareHandler {
   return async function bearer(c, next) {
     const expected = secret(c);
-    if (expected === undefined || expected === "") return c.json({ error: disabledMessage }, 403);
+    if (expected === undefined || expected === "") return problem(c, 403, disabledMessage);
     const given = bearerToken(c.req.header("authorization"));
     if (given === undefined || !constantTimeEqual(given, expected)) {
       c.header("WWW-Authenticate", 'Bearer realm="trickle"');
-      return c.json({ error: "missing or invalid bearer token" }, 401);
+      return problem(c, 401, "missing or invalid bearer token");
     }
     await next();
   };

@@ -1,6 +1,11 @@
 /** `GET /metrics`: Prometheus text exposition (version 0.0.4) of the progress snapshot. */
 import { Hono } from "hono";
-import { REPORTED_STATUSES, type ServedSnapshot, STEP_DURATION_BUCKETS } from "../progress/snapshot.ts";
+import {
+  REPORTED_STATUSES,
+  type RunnerCounters,
+  type ServedSnapshot,
+  STEP_DURATION_BUCKETS,
+} from "../progress/snapshot.ts";
 import type { AppDeps } from "./deps.ts";
 
 export function metricsRoutes(deps: AppDeps): Hono {
@@ -34,65 +39,120 @@ function num(value: number | string): string {
   return String(value);
 }
 
+/**
+ * The exposition, by Prometheus conventions: gauges for where each migration stands (from the shared table),
+ * `_total` counters and the step histogram for what this process's runner did since it started; every series is
+ * labelled by migration only (plus `status` or `reason`), never by something that changes with each process.
+ */
 export function renderMetrics({ snapshot, ageMs }: ServedSnapshot): string {
   const lines: string[] = [];
-  const family = (name: string, type: string, help: string) => {
+  const ms = snapshot.migrations;
+  const family = (name: string, type: "gauge" | "counter" | "histogram", help: string) => {
     lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
   };
-  const ms = snapshot.migrations;
+  /** One series per migration that has a value. */
+  const perMigration = (
+    name: string,
+    type: "gauge" | "counter",
+    help: string,
+    value: (m: (typeof ms)[number]) => number | string | null,
+  ) => {
+    family(name, type, help);
+    for (const m of ms) {
+      const v = value(m);
+      if (v !== null) lines.push(`${name}${labels({ migration: m.name })} ${num(v)}`);
+    }
+  };
 
-  family("trickle_rows_processed", "gauge", "Rows processed by the current or last run of the migration.");
-  for (const m of ms)
-    lines.push(`trickle_rows_processed${labels({ migration: m.name })} ${num(m.rowsProcessed)}`);
-  family("trickle_rows_total", "gauge", "Candidate rows of the current or last run (grows with re-sweeps).");
-  for (const m of ms) lines.push(`trickle_rows_total${labels({ migration: m.name })} ${num(m.rowsTotal)}`);
-  family("trickle_rate_rows_per_second", "gauge", "Rows per second over wall time since the run started.");
-  for (const m of ms)
-    lines.push(`trickle_rate_rows_per_second${labels({ migration: m.name })} ${num(m.rate)}`);
-  family("trickle_batch_size", "gauge", "Keys the next step covers at most.");
-  for (const m of ms)
-    if (m.batchSize !== null)
-      lines.push(`trickle_batch_size${labels({ migration: m.name })} ${num(m.batchSize)}`);
+  perMigration(
+    "trickle_rows_processed",
+    "gauge",
+    "Rows processed by the current or last run.",
+    (m) => m.rowsProcessed,
+  );
+  perMigration(
+    "trickle_rows_candidates",
+    "gauge",
+    "Candidate rows of the current or last run (grows with re-sweeps).",
+    (m) => m.rowsTotal,
+  );
+  perMigration(
+    "trickle_rate_rows_per_second",
+    "gauge",
+    "Rows per second over wall time since the run started.",
+    (m) => m.rate,
+  );
+  perMigration("trickle_batch_size", "gauge", "Keys the next step covers at most.", (m) => m.batchSize);
   family("trickle_migration_status", "gauge", "1 for the migration's current status, 0 for the others.");
   for (const m of ms)
     for (const status of REPORTED_STATUSES)
       lines.push(
         `trickle_migration_status${labels({ migration: m.name, status })} ${m.status === status ? 1 : 0}`,
       );
-  family("trickle_quarantined_rows", "gauge", "Poison rows skipped and not resolved.");
-  for (const m of ms)
-    lines.push(`trickle_quarantined_rows${labels({ migration: m.name })} ${num(m.quarantined)}`);
-  family(
+  perMigration(
+    "trickle_quarantined_rows",
+    "gauge",
+    "Poison rows skipped and not resolved.",
+    (m) => m.quarantined,
+  );
+  perMigration(
     "trickle_migration_stuck",
     "gauge",
     "1 while running without cursor progress for the stuck threshold.",
+    (m) => (m.stuck ? 1 : 0),
   );
-  for (const m of ms)
-    lines.push(`trickle_migration_stuck${labels({ migration: m.name })} ${m.stuck ? 1 : 0}`);
-  family("trickle_migration_throttled", "gauge", "1 while a throttle holds the migration back.");
-  for (const m of ms)
-    lines.push(`trickle_migration_throttled${labels({ migration: m.name })} ${m.throttle ? 1 : 0}`);
-  family("trickle_eta_seconds", "gauge", "ETA band of a running migration (quantile 0.1 and 0.9).");
-  for (const m of ms) {
-    if (m.etaLowSeconds !== null)
-      lines.push(
-        `trickle_eta_seconds${labels({ migration: m.name, quantile: "0.1" })} ${num(m.etaLowSeconds)}`,
-      );
-    if (m.etaHighSeconds !== null)
-      lines.push(
-        `trickle_eta_seconds${labels({ migration: m.name, quantile: "0.9" })} ${num(m.etaHighSeconds)}`,
-      );
-  }
-  family("trickle_lease_held", "gauge", "1 while a runner (owner) holds the migration's lease.");
-  for (const m of ms)
-    if (m.leaseOwner !== null)
-      lines.push(`trickle_lease_held${labels({ migration: m.name, owner: m.leaseOwner })} 1`);
+  perMigration("trickle_migration_throttled", "gauge", "1 while a throttle holds the migration back.", (m) =>
+    m.throttle ? 1 : 0,
+  );
+  perMigration("trickle_lease_held", "gauge", "1 while some runner holds the migration's lease.", (m) =>
+    m.leaseOwner === null ? 0 : 1,
+  );
+  perMigration("trickle_eta_seconds", "gauge", "Point estimate of the time left.", (m) => m.etaSeconds);
+  perMigration(
+    "trickle_eta_low_seconds",
+    "gauge",
+    "Low end (10th percentile) of the time-left band.",
+    (m) => m.etaLowSeconds,
+  );
+  perMigration(
+    "trickle_eta_high_seconds",
+    "gauge",
+    "High end (90th percentile) of the time-left band.",
+    (m) => m.etaHighSeconds,
+  );
 
-  family(
-    "trickle_step_duration_seconds",
-    "histogram",
-    "Duration of committed steps seen by this process's runner.",
+  const counters = Object.entries(snapshot.counters ?? {});
+  const counter = (name: string, help: string, value: (c: RunnerCounters) => number) => {
+    family(name, "counter", help);
+    for (const [migration, c] of counters) lines.push(`${name}${labels({ migration })} ${value(c)}`);
+  };
+  counter("trickle_steps_total", "Steps this process committed.", (c) => c.steps);
+  counter(
+    "trickle_step_rows_total",
+    "Candidate rows the steps this process committed processed.",
+    (c) => c.rows,
   );
+  family("trickle_retries_total", "counter", "Transient errors this process retried, by error code.");
+  for (const [migration, c] of counters)
+    for (const [reason, n] of Object.entries(c.retries))
+      lines.push(`trickle_retries_total${labels({ migration, reason })} ${n}`);
+  counter(
+    "trickle_busy_waits_total",
+    "Retries because another connection held the lock (SQLITE_BUSY, SQLITE_LOCKED).",
+    (c) => c.busyWaits,
+  );
+  counter(
+    "trickle_leases_lost_total",
+    "Leases this process lost before its work was done.",
+    (c) => c.leasesLost,
+  );
+  counter(
+    "trickle_rows_quarantined_total",
+    "Poison rows this process recorded and skipped.",
+    (c) => c.quarantined,
+  );
+
+  family("trickle_step_duration_seconds", "histogram", "Duration of the steps this process committed.");
   for (const [name, h] of Object.entries(snapshot.stepHistogram ?? {})) {
     STEP_DURATION_BUCKETS.forEach((le, i) => {
       lines.push(

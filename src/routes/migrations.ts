@@ -6,11 +6,12 @@
  * name against the registered ones (404, before any SQL), then the query and body (400 naming the field),
  * then the transition itself (409 when it is impossible from the current status).
  */
-import { Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { CONTROL_ACTIONS } from "../engine/controls.ts";
 import { jsonInteger, jsonIntegerOrNull, migrationInfo } from "../progress/snapshot.ts";
 import { requireBearer } from "./auth.ts";
 import type { AppDeps } from "./deps.ts";
+import { invalidRequest, problem } from "./problem.ts";
 import {
   ActionBodySchema,
   DetailQuerySchema,
@@ -20,7 +21,7 @@ import {
   FailuresQuerySchema,
   TuningPatchSchema,
 } from "./schemas.ts";
-import { limitBody, parseJsonBody, parseQuery } from "./validation.ts";
+import { limitBody, validate } from "./validation.ts";
 
 const DEFAULT_RECENT_STEPS = 20;
 
@@ -34,27 +35,26 @@ export function migrationRoutes(deps: AppDeps): Hono {
   app.use("/api/migrations", auth, limit);
   app.use("/api/migrations/*", auth, limit);
 
-  const unknown = (c: { json: (body: unknown, status: 404) => Response }) =>
-    c.json({ error: "unknown migration", field: "name" }, 404);
+  const unknown = (c: Context) => problem(c, 404, "unknown migration", { field: "name" });
+  /** 404 for a `:name` this service does not register, before anything else is read. */
+  const known: MiddlewareHandler = async (c, next) => {
+    if (!controls.names.includes(c.req.param("name") ?? "")) return unknown(c);
+    await next();
+  };
 
-  app.get("/api/migrations", async (c) => {
-    const query = parseQuery(c, EmptyQuerySchema);
-    if (!query.ok) return query.response;
+  app.get("/api/migrations", validate({ query: EmptyQuerySchema }), async (c) => {
     const rows = await controls.list();
     const t = now();
     return c.json({ migrations: rows.map((row) => migrationInfo(row, t, undefined, info)) });
   });
 
-  app.get("/api/migrations/:name", async (c) => {
+  app.get("/api/migrations/:name", known, validate({ query: DetailQuerySchema }), async (c) => {
     const name = c.req.param("name");
-    if (!controls.names.includes(name)) return unknown(c);
-    const query = parseQuery(c, DetailQuerySchema);
-    if (!query.ok) return query.response;
     const row = await controls.get(name);
     const definition = controls.definition(name);
     if (!row || !definition) return unknown(c);
     const { snapshot } = await deps.snapshots.get();
-    const count = query.value.steps ?? DEFAULT_RECENT_STEPS;
+    const count = c.var.query.steps ?? DEFAULT_RECENT_STEPS;
     const steps = snapshot.steps?.[name] ?? [];
     return c.json({
       migration: migrationInfo(row, now(), undefined, info),
@@ -76,17 +76,13 @@ export function migrationRoutes(deps: AppDeps): Hono {
   });
 
   for (const action of CONTROL_ACTIONS) {
-    app.post(`/api/migrations/:name/${action}`, async (c) => {
+    const checked = validate({ query: EmptyQuerySchema, body: ActionBodySchema.optional() });
+    app.post(`/api/migrations/:name/${action}`, known, checked, async (c) => {
       const name = c.req.param("name");
-      if (!controls.names.includes(name)) return unknown(c);
-      const query = parseQuery(c, EmptyQuerySchema);
-      if (!query.ok) return query.response;
-      const body = await parseJsonBody(c, ActionBodySchema.optional());
-      if (!body.ok) return body.response;
-      const result = await controls.act(name, action, body.value?.note);
+      const result = await controls.act(name, action, c.var.body?.note);
       if (result.status === "not-found") return unknown(c);
       if (result.status === "conflict")
-        return c.json({ error: result.message, name, status: result.from }, 409);
+        return problem(c, 409, result.message, { name, migrationStatus: result.from });
       const row = await controls.get(name);
       return c.json({
         name,
@@ -98,14 +94,10 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   }
 
-  app.post("/api/migrations/:name/dry-run", async (c) => {
+  const dryRunChecked = validate({ query: EmptyQuerySchema, body: DryRunBodySchema.optional() });
+  app.post("/api/migrations/:name/dry-run", known, dryRunChecked, async (c) => {
     const name = c.req.param("name");
-    if (!controls.names.includes(name)) return unknown(c);
-    const query = parseQuery(c, EmptyQuerySchema);
-    if (!query.ok) return query.response;
-    const body = await parseJsonBody(c, DryRunBodySchema.optional());
-    if (!body.ok) return body.response;
-    const { note: _note, ...options } = body.value ?? {};
+    const { note: _note, ...options } = c.var.body ?? {};
     const report = await controls.dryRun(name, options);
     if (!report) return unknown(c);
     return c.json({
@@ -136,12 +128,9 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   });
 
-  app.get("/api/migrations/:name/failures", async (c) => {
+  app.get("/api/migrations/:name/failures", known, validate({ query: FailuresQuerySchema }), async (c) => {
     const name = c.req.param("name");
-    if (!controls.names.includes(name)) return unknown(c);
-    const query = parseQuery(c, FailuresQuerySchema);
-    if (!query.ok) return query.response;
-    const failures = await controls.failures(name, { includeResolved: query.value.resolved === "include" });
+    const failures = await controls.failures(name, { includeResolved: c.var.query.resolved === "include" });
     const row = await controls.get(name);
     if (!failures || !row) return unknown(c);
     return c.json({
@@ -160,14 +149,10 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   });
 
-  app.post("/api/migrations/:name/failures/retry", async (c) => {
+  const retryChecked = validate({ query: EmptyQuerySchema, body: FailureRetryBodySchema.optional() });
+  app.post("/api/migrations/:name/failures/retry", known, retryChecked, async (c) => {
     const name = c.req.param("name");
-    if (!controls.names.includes(name)) return unknown(c);
-    const query = parseQuery(c, EmptyQuerySchema);
-    if (!query.ok) return query.response;
-    const body = await parseJsonBody(c, FailureRetryBodySchema.optional());
-    if (!body.ok) return body.response;
-    const result = await controls.retryFailures(name, body.value?.keys, body.value?.note);
+    const result = await controls.retryFailures(name, c.var.body?.keys, c.var.body?.note);
     if (result.status === "not-found") return unknown(c);
     const appliesWhen =
       result.to === "running" || result.to === "pending"
@@ -176,16 +161,13 @@ export function migrationRoutes(deps: AppDeps): Hono {
     return c.json({ name, requested: result.requested, from: result.from, to: result.to, appliesWhen });
   });
 
-  app.patch("/api/migrations/:name", async (c) => {
+  const tuneChecked = validate({ query: EmptyQuerySchema, body: TuningPatchSchema });
+  app.patch("/api/migrations/:name", known, tuneChecked, async (c) => {
     const name = c.req.param("name");
-    if (!controls.names.includes(name)) return unknown(c);
-    const query = parseQuery(c, EmptyQuerySchema);
-    if (!query.ok) return query.response;
-    const body = await parseJsonBody(c, TuningPatchSchema);
-    if (!body.ok) return body.response;
-    const result = await controls.tune(name, body.value);
+    const result = await controls.tune(name, c.var.body);
     if (result.status === "not-found") return unknown(c);
-    if (result.status === "invalid") return c.json({ error: result.message, field: result.field }, 400);
+    if (result.status === "invalid")
+      return invalidRequest(c, [{ field: result.field, message: result.message }]);
     return c.json({ name, tuning: result.tuning, appliesFrom: "next lease acquisition" });
   });
 

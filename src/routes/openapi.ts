@@ -2,6 +2,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { CONTROL_ACTIONS } from "../engine/controls.ts";
+import { PROBLEM_CONTENT_TYPE } from "./problem.ts";
 import {
   ActionBodySchema,
   ConflictSchema,
@@ -37,7 +38,10 @@ const json = (s: z.ZodType, description: string) => ({
   content: { "application/json": { schema: schema(s) } },
 });
 
-const error = (description: string) => json(ErrorSchema, description);
+const error = (description: string) => ({
+  description,
+  content: { [PROBLEM_CONTENT_TYPE]: { schema: schema(ErrorSchema) } },
+});
 
 function queryParameters(s: z.ZodObject): JsonObject[] {
   const properties = (schema(s, "input").properties ?? {}) as Record<string, JsonObject>;

@@ -6,6 +6,7 @@ import { z } from "zod";
 import { TUNABLE_FIELDS } from "../engine/controls.ts";
 import { INT64_MAX, INT64_MIN, int64Key } from "../engine/state/row.ts";
 import { REPORTED_STATUSES } from "../progress/snapshot.ts";
+import type { Problem } from "./problem.ts";
 
 export const JsonIntegerSchema = z
   .union([z.number().int(), z.string().regex(/^-?\d+$/)])
@@ -15,10 +16,18 @@ export const JsonIntegerSchema = z
 
 export const ErrorSchema = z
   .object({
-    error: z.string().describe("What went wrong, for a human."),
-    field: z.string().optional().describe("The request field that is wrong (validation errors)."),
+    type: z.literal("about:blank"),
+    title: z.string().describe("The HTTP status's name."),
+    status: z.number().int().describe("The HTTP status code."),
+    detail: z.string().describe("What went wrong, for a human."),
+    error: z.string().describe("The same text as `detail` (the field earlier versions answered)."),
+    field: z.string().optional().describe("The first request field that is wrong (validation errors)."),
+    problems: z
+      .array(z.object({ field: z.string(), message: z.string() }))
+      .optional()
+      .describe("Every wrong field of a request that failed validation."),
   })
-  .describe("Every error response.");
+  .describe("Every error response: RFC 9457 problem details (`application/problem+json`).");
 
 export const MigrationInfoSchema = z.object({
   name: z.string(),
@@ -400,15 +409,15 @@ export const TickResponseSchema = z.object({
   durationMs: z.number(),
 });
 
-/** The first problem of a failed parse as `{ field, message }`, naming the field (or the unknown keys). */
-export function firstIssue(error: z.ZodError): { field: string; message: string } {
-  const issue = error.issues[0];
-  if (!issue) return { field: "body", message: "invalid request" };
-  if (issue.code === "unrecognized_keys") {
-    const keys = issue.keys.join(", ");
-    return { field: keys, message: `unknown field${issue.keys.length > 1 ? "s" : ""}: ${keys}` };
-  }
-  const field = issue.path.length > 0 ? issue.path.map(String).join(".") : "body";
-  const message = issue.message.startsWith(field) ? issue.message : `${field}: ${issue.message}`;
-  return { field, message };
+/** Every problem of a failed parse as `{ field, message }`, naming the field (or the unknown keys). */
+export function issuesOf(error: z.ZodError): Problem[] {
+  return error.issues.map((issue) => {
+    if (issue.code === "unrecognized_keys") {
+      const keys = issue.keys.join(", ");
+      return { field: keys, message: `unknown field${issue.keys.length > 1 ? "s" : ""}: ${keys}` };
+    }
+    const field = issue.path.length > 0 ? issue.path.map(String).join(".") : "body";
+    const message = issue.message.startsWith(field) ? issue.message : `${field}: ${issue.message}`;
+    return { field, message };
+  });
 }

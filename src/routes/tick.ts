@@ -12,8 +12,9 @@ import { SchedulerStoppedError } from "../engine/scheduler.ts";
 import { jsonInteger } from "../progress/snapshot.ts";
 import { requireBearer } from "./auth.ts";
 import type { AppDeps } from "./deps.ts";
+import { invalidRequest, problem } from "./problem.ts";
 import { TickQuerySchema } from "./schemas.ts";
-import { limitBody, parseQuery } from "./validation.ts";
+import { limitBody, validate } from "./validation.ts";
 
 export function tickRoutes(deps: AppDeps): Hono {
   const app = new Hono();
@@ -23,24 +24,21 @@ export function tickRoutes(deps: AppDeps): Hono {
     requireBearer(() => deps.config.cronSecret, "HTTP tick disabled"),
     limitBody(),
   );
-  app.on(["GET", "POST"], "/api/tick", async (c) => {
-    const query = parseQuery(c, TickQuerySchema);
-    if (!query.ok) return query.response;
+  app.on(["GET", "POST"], "/api/tick", validate({ query: TickQuerySchema }), async (c) => {
     const maxBudgetMs = deps.config.sliceBudgetMs;
-    const budgetMs = query.value.budgetMs ?? maxBudgetMs;
+    const budgetMs = c.var.query.budgetMs ?? maxBudgetMs;
     if (budgetMs > maxBudgetMs) {
-      return c.json(
+      return invalidRequest(c, [
         {
-          error:
+          field: "budgetMs",
+          message:
             `budgetMs must be at most ${maxBudgetMs}, the configured slice budget (TRICKLE_SLICE_BUDGET_MS); ` +
             "raise that setting for longer ticks",
-          field: "budgetMs",
         },
-        400,
-      );
+      ]);
     }
     const tick = deps.tick;
-    if (!tick) return c.json({ error: "no runner is reachable from this process" }, 503);
+    if (!tick) return problem(c, 503, "no runner is reachable from this process");
     const began = clock();
     try {
       const result = await tick(budgetMs);
@@ -54,8 +52,7 @@ export function tickRoutes(deps: AppDeps): Hono {
         durationMs: Math.round(clock() - began),
       });
     } catch (error) {
-      if (error instanceof SchedulerStoppedError)
-        return c.json({ error: "the service is shutting down" }, 503);
+      if (error instanceof SchedulerStoppedError) return problem(c, 503, "the service is shutting down");
       throw error;
     }
   });

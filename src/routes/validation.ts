@@ -1,8 +1,9 @@
-/** Request parsing shared by the control and tick routes: JSON errors that name the field, never a 500. */
+/** Request validation shared by the control and tick routes: 400s that name every wrong field, never a 500. */
 import type { Context, MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
-import { firstIssue } from "./schemas.ts";
+import { invalidRequest, type Problem, problem } from "./problem.ts";
+import { issuesOf } from "./schemas.ts";
 
 /** Largest request body the control and tick routes read. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -17,60 +18,63 @@ export function limitBody(): MiddlewareHandler {
     maxSize: MAX_BODY_BYTES,
     onError: (c) => {
       c.header("Connection", "close");
-      return c.json(
-        { error: `the request body must be at most ${MAX_BODY_BYTES} bytes`, field: "body" },
-        413,
-      );
+      return problem(c, 413, `the request body must be at most ${MAX_BODY_BYTES} bytes`, { field: "body" });
     },
   });
 }
 
-export type Parsed<T> =
+type Checked<T> =
   | { readonly ok: true; readonly value: T }
-  | { readonly ok: false; readonly response: Response };
+  | { readonly ok: false; readonly problems: Problem[] };
 
-function invalid(c: Context, field: string, message: string): Response {
-  return c.json({ error: message, field }, 400);
-}
-
-/** Validates the query string (each parameter given once) against `schema`. */
-export function parseQuery<S extends z.ZodType>(c: Context, schema: S): Parsed<z.output<S>> {
-  const all = c.req.queries();
+/** The query string (each parameter given once) against `schema`. */
+function checkQuery<S extends z.ZodType>(c: Context, schema: S): Checked<z.output<S>> {
   const query: Record<string, string> = {};
-  for (const [key, values] of Object.entries(all)) {
-    if (values.length > 1) return { ok: false, response: invalid(c, key, `${key} must be given once`) };
+  const problems: Problem[] = [];
+  for (const [key, values] of Object.entries(c.req.queries())) {
+    if (values.length > 1) problems.push({ field: key, message: `${key} must be given once` });
     query[key] = values[0] ?? "";
   }
   const result = schema.safeParse(query);
-  if (result.success) return { ok: true, value: result.data };
-  const { field, message } = firstIssue(result.error);
-  return { ok: false, response: invalid(c, field, message) };
+  problems.push(...(result.success ? [] : issuesOf(result.error)));
+  return problems.length === 0 && result.success ? { ok: true, value: result.data } : { ok: false, problems };
 }
 
-/**
- * Reads a JSON body and validates it against `schema`. An empty body is `undefined` before validation, so a
- * schema may accept it (`.optional()`) or not.
- */
-export async function parseJsonBody<S extends z.ZodType>(
-  c: Context,
-  schema: S,
-): Promise<Parsed<z.output<S>>> {
+/** The JSON body against `schema`; an empty body is `undefined` before validation (`.optional()` accepts it). */
+async function checkBody<S extends z.ZodType>(c: Context, schema: S): Promise<Checked<z.output<S>>> {
   let text: string;
   try {
     text = await c.req.text();
   } catch {
-    return { ok: false, response: invalid(c, "body", "the request body could not be read") };
+    return { ok: false, problems: [{ field: "body", message: "the request body could not be read" }] };
   }
   let value: unknown;
   if (text.trim() !== "") {
     try {
       value = JSON.parse(text);
     } catch {
-      return { ok: false, response: invalid(c, "body", "the request body is not valid JSON") };
+      return { ok: false, problems: [{ field: "body", message: "the request body is not valid JSON" }] };
     }
   }
   const result = schema.safeParse(value);
-  if (result.success) return { ok: true, value: result.data };
-  const { field, message } = firstIssue(result.error);
-  return { ok: false, response: invalid(c, field, message) };
+  return result.success ? { ok: true, value: result.data } : { ok: false, problems: issuesOf(result.error) };
+}
+
+/**
+ * Validation as middleware: the query string and (when given a schema) the JSON body are checked together, and a
+ * request with problems in both gets one 400 listing every one. The handler reads `c.var.query` and `c.var.body`.
+ */
+export function validate<Q extends z.ZodType, B extends z.ZodType = z.ZodUndefined>(schemas: {
+  readonly query: Q;
+  readonly body?: B;
+}): MiddlewareHandler<{ Variables: { query: z.output<Q>; body: z.output<B> } }> {
+  return async function validated(c, next) {
+    const query = checkQuery(c, schemas.query);
+    const body = schemas.body ? await checkBody(c, schemas.body) : ({ ok: true, value: undefined } as const);
+    if (!query.ok || !body.ok)
+      return invalidRequest(c, [...(query.ok ? [] : query.problems), ...(body.ok ? [] : body.problems)]);
+    c.set("query", query.value);
+    c.set("body", body.value as z.output<B>);
+    await next();
+  };
 }

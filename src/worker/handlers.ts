@@ -32,6 +32,7 @@ import { type Env, inlineMigrations, loadConfig } from "../config.ts";
 import type { SliceResult } from "../engine/runner.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
 import { BUILTIN_MIGRATIONS } from "../migrations/registry.ts";
+import { PROBLEM_CONTENT_TYPE, problemBody } from "../routes/problem.ts";
 import { createService, type Service } from "../service.ts";
 import { openRemoteClient } from "./remote-client.ts";
 
@@ -115,9 +116,7 @@ function buildService(env: WorkerEnv, available: readonly MigrationDefinition[])
   // refresh would wait on it. Snapshots are published by `runSliceAndPublish` instead, inside the event; the
   // publisher's recorder still keeps the step history the snapshots show.
   service.publisher.stop();
-  service.runner.on((event) => {
-    if (event.type === "step") service.publisher.recorder.record(event);
-  });
+  service.runner.on((event) => service.publisher.recorder.record(event));
   // The service's own app ticks through its scheduler, which shares one AbortSignal among all its slices and
   // lets a tick join a slice already in flight. Neither works across Workers events: workerd refuses to let one
   // event touch a signal (or await I/O) another event created ("Cannot perform I/O on behalf of a different
@@ -174,5 +173,8 @@ function misconfigured(error: unknown): Response {
   // Configuration messages name the variable and never repeat a secret or the database URL.
   const message = error instanceof Error ? error.message : String(error);
   console.error(`trickle: cannot start: ${message}`);
-  return Response.json({ error: `trickle is misconfigured: ${message}` }, { status: 500 });
+  return new Response(JSON.stringify(problemBody(500, `trickle is misconfigured: ${message}`)), {
+    status: 500,
+    headers: { "Content-Type": PROBLEM_CONTENT_TYPE },
+  });
 }

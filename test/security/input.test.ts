@@ -151,7 +151,7 @@ describe("hostile migration names", () => {
       ] as const) {
         const res = await h.request(method, path, { body: { stepTargetMs: 10 } });
         expect(res.status, `${method} ${name}`).toBe(404);
-        expect(await res.json()).toEqual({ error: "unknown migration", field: "name" });
+        expect(await res.json()).toMatchObject({ status: 404, error: "unknown migration", field: "name" });
       }
     }
     expect(recorded.calls.length).toBe(callsBefore); // refused before touching the database
@@ -185,7 +185,7 @@ describe("static assets", () => {
       // Only the two assets exist; anything that is not exactly one of them is not found.
       if (!["/", "/warmup-banner.js"].includes(new URL(path, "http://x").pathname)) {
         expect(res.status, path).toBe(404);
-        expect(JSON.parse(text)).toEqual({ error: "not found" });
+        expect(JSON.parse(text)).toMatchObject({ status: 404, error: "not found" });
       }
     }
   });

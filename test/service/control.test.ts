@@ -50,7 +50,7 @@ describe("control API authentication", () => {
     for (const [method, path] of CONTROL_REQUESTS) {
       const res = await h.request(method, path, { token: ADMIN_TOKEN, body: { stepTargetMs: 10 } });
       expect(res.status, `${method} ${path}`).toBe(403);
-      expect(await body(res)).toEqual({ error: "control API disabled" });
+      expect(await body(res)).toMatchObject({ status: 403, error: "control API disabled" });
     }
     expect(await stateRows(h.client)).toBe(before);
   });
@@ -153,6 +153,44 @@ describe("control API validation", () => {
     expect(await stateRows(h.client)).toBe(before);
   });
 
+  it("lists every problem of a request, query and body together, as problem details", async () => {
+    h = await startHarness();
+    const before = await stateRows(h.client);
+    const res = await h.request("PATCH", `/api/migrations/${TX}?x=1`, {
+      body: { stepTargetMs: "fast", yieldMs: -1, bogus: true },
+    });
+    expect(res.status).toBe(400);
+    expect(res.headers.get("content-type")).toBe("application/problem+json");
+    const b = await body(res);
+    expect(b).toMatchObject({ type: "about:blank", title: "Bad Request", status: 400, field: "x" });
+    expect(b.error).toBe(b.detail);
+    const fields = (b.problems as { field: string; message: string }[]).map((p) => p.field).sort();
+    expect(fields).toEqual(["bogus", "stepTargetMs", "x", "yieldMs"]);
+    expect(await stateRows(h.client)).toBe(before);
+  });
+
+  it("answers a known path with another method 405 naming the allowed ones in Allow", async () => {
+    h = await startHarness();
+    const cases: Array<[string, string, string]> = [
+      ["DELETE", `/api/migrations/${TX}`, "GET, PATCH, HEAD"],
+      ["PUT", `/api/migrations/${TX}/pause`, "POST"],
+      ["POST", "/api/healthz", "GET, HEAD"],
+      ["DELETE", "/api/tick", "GET, POST, HEAD"],
+    ];
+    for (const [method, path, allow] of cases) {
+      const res = await h.request(method, path, { token: path === "/api/tick" ? CRON_SECRET : ADMIN_TOKEN });
+      expect(res.status, `${method} ${path}`).toBe(405);
+      expect(res.headers.get("allow")?.split(", ").sort(), `${method} ${path}`).toEqual(
+        allow.split(", ").sort(),
+      );
+      expect(await body(res)).toMatchObject({ status: 405, title: "Method Not Allowed" });
+    }
+    const missing = await h.request("GET", "/api/nothing-here");
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get("allow")).toBeNull();
+    expect(missing.headers.get("content-type")).toBe("application/problem+json");
+  });
+
   it("refuses live tuning that would outlive the lease (a slice budget, or a step and its yield, ≥ the lease TTL)", async () => {
     h = await startHarness({ env: { TRICKLE_LEASE_TTL_MS: "5000" } });
     const before = await stateRows(h.client);
@@ -218,9 +256,11 @@ describe("POST /failures/retry keys", () => {
       expect(String(b.error), JSON.stringify(key)).toMatch(/^keys\.1: /);
     }
     const range = await body(await retry(h, ["9999999999999999999"]));
-    expect(range).toEqual({
+    expect(range).toMatchObject({
+      status: 400,
       error: "keys.0: keys must be integers from -9223372036854775808 to 9223372036854775807",
       field: "keys.0",
+      problems: [{ field: "keys.0" }],
     });
     expect(await stateRows(h.client)).toBe(before);
   });
@@ -267,7 +307,7 @@ describe("control actions", () => {
 
     const again = await act("pause");
     expect(again.status).toBe(409);
-    expect(await body(again)).toMatchObject({ name: TX, status: "paused" });
+    expect(await body(again)).toMatchObject({ name: TX, status: 409, migrationStatus: "paused" });
 
     expect((await act("resume")).status).toBe(200);
     await setStatus(h.client, TX, "done");

@@ -303,21 +303,26 @@ describe("GET /metrics", () => {
     const { types, samples } = parseExposition(await res.text());
     for (const family of [
       "trickle_rows_processed",
-      "trickle_rows_total",
+      "trickle_rows_candidates",
       "trickle_batch_size",
       "trickle_migration_status",
       "trickle_lease_held",
+      "trickle_eta_low_seconds",
+      "trickle_eta_high_seconds",
     ])
       expect(types.get(family)).toBe("gauge");
     expect(types.get("trickle_step_duration_seconds")).toBe("histogram");
+    expectConventions(types, samples);
 
     const statuses = samples.filter(
       (s) => s.name === "trickle_migration_status" && s.labels.migration === TX,
     );
     expect(statuses.filter((s) => s.value === 1)).toHaveLength(1);
-    expect(samples.find((s) => s.name === "trickle_lease_held")?.labels.owner).toBe(
-      'odd \\"owner\\"\\\\ with\\nnewline',
-    );
+    // Held, whoever holds it: no label that changes with each process.
+    expect(samples.find((s) => s.name === "trickle_lease_held")).toMatchObject({
+      labels: { migration: TX },
+      value: 1,
+    });
 
     const buckets = samples.filter((s) => s.name === "trickle_step_duration_seconds_bucket");
     expect(buckets.length).toBeGreaterThan(1);
@@ -328,6 +333,74 @@ describe("GET /metrics", () => {
     expect(buckets.at(-1)).toMatchObject({ labels: { le: "+Inf" }, value: count });
     const processed = samples.find((s) => s.name === "trickle_rows_processed")!.value;
     expect(processed).toBeGreaterThan(0);
+  });
+});
+
+/**
+ * Prometheus naming conventions: counters and only counters end in `_total`; no gauge carries a summary's
+ * reserved `quantile` label; no series is labelled by process; the histogram has buckets at the step goals.
+ */
+function expectConventions(
+  types: Map<string, string>,
+  samples: { name: string; labels: Record<string, string>; value: number }[],
+) {
+  for (const [name, type] of types) expect(name.endsWith("_total"), name).toBe(type === "counter");
+  for (const s of samples) {
+    expect(s.labels, s.name).not.toHaveProperty("quantile");
+    expect(s.labels, s.name).not.toHaveProperty("owner");
+  }
+  const les = samples
+    .filter((s) => s.name === "trickle_step_duration_seconds_bucket")
+    .map((s) => s.labels.le);
+  expect(les).toEqual(expect.arrayContaining(["0.075", "0.15"]));
+}
+
+describe("GET /metrics during a run", () => {
+  it("counts steps, rows and busy waits as _total counters that only grow", async () => {
+    // A short busy timeout, so a write lock held elsewhere turns into retried steps at once.
+    h = await startHarness({ env: fresh, transmissions: 3000, busyTimeoutMs: 20 });
+    expect((await h.service.controls.tune(TX, { initialBatch: 100, maxBatch: 100 })).status).toBe("ok");
+    const scrape = async () =>
+      parseExposition(await (await h!.request("GET", "/metrics", { token: null })).text());
+    const value = (samples: Awaited<ReturnType<typeof scrape>>["samples"], name: string, labels = {}) =>
+      samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+        ?.value;
+
+    // Past the counting walk, into the data steps.
+    let first = await scrape();
+    while ((value(first.samples, "trickle_steps_total", { migration: TX }) ?? 0) === 0) {
+      await h.service.tick(200);
+      first = await scrape();
+    }
+    expectConventions(first.types, first.samples);
+    for (const name of ["trickle_steps_total", "trickle_step_rows_total", "trickle_busy_waits_total"])
+      expect(first.types.get(name), name).toBe("counter");
+    const steps = value(first.samples, "trickle_steps_total", { migration: TX }) ?? 0;
+    expect(steps).toBeGreaterThan(0);
+    // Mid-run: the rows the steps processed are what the table says was processed.
+    expect(value(first.samples, "trickle_step_rows_total", { migration: TX })).toBe(
+      value(first.samples, "trickle_rows_processed", { migration: TX }),
+    );
+
+    // Another connection holds the write lock through a tick: its steps wait, and the waits are counted.
+    const other = createClient({ url: `file:${h.db.path}` });
+    const lock = await other.transaction("write");
+    await lock.execute("UPDATE transmissions SET hash = hash WHERE id = 1");
+    await h.service.tick(300);
+    await lock.rollback();
+    other.close();
+    await h.service.tick(200);
+
+    const second = await scrape();
+    expectConventions(second.types, second.samples);
+    expect(value(second.samples, "trickle_steps_total", { migration: TX })).toBeGreaterThan(steps);
+    expect(value(second.samples, "trickle_busy_waits_total", { migration: TX })).toBeGreaterThan(0);
+    const retries = second.samples.filter(
+      (s) => s.name === "trickle_retries_total" && s.labels.migration === TX,
+    );
+    expect(retries.map((s) => s.labels.reason)).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^SQLITE_BUSY/)]),
+    );
   });
 });
 
@@ -369,7 +442,7 @@ describe("UI and errors", () => {
     expect(banner.headers.get("cross-origin-resource-policy")).toBe("cross-origin");
     const missing = await h.request("GET", "/nope", { token: null });
     expect(missing.status).toBe(404);
-    expect(await missing.json()).toEqual({ error: "not found" });
+    expect(await missing.json()).toMatchObject({ status: 404, error: "not found" });
     expect(missing.headers.get("x-frame-options")).toBe("SAMEORIGIN");
   });
 });
