@@ -509,7 +509,11 @@ describe("in headless Chromium", () => {
       await status.goto(`${server.url}/`);
       const card = status.locator(`article[data-name="${MIGRATION}"]`);
       await expect.poll(() => card.getAttribute("data-status"), { timeout: 10_000 }).toBe("failed");
-      expect(await card.locator(".note").textContent()).toBe("Last error: boom <b>bold</b>");
+      // The message as text (markup not parsed), and what to do next.
+      expect(await card.locator(".note").textContent()).toBe(
+        `Last error: boom <b>bold</b> — fix the cause, then Retry. Rows skipped as poison rows: trickle failures ${MIGRATION}.`,
+      );
+      expect(await card.locator('button[data-action="retry"]').isVisible()).toBe(true);
       expect(await card.locator("b", { hasText: "bold" }).count()).toBe(0);
       expect(await status.locator("#overall").textContent()).toBe("Failed");
       await status.screenshot({
@@ -580,6 +584,94 @@ describe("in headless Chromium", () => {
       throw error;
     }
   }, 30_000);
+});
+
+describe("the status page's controls", () => {
+  const TOKEN = "status-page-admin-token-0123456789";
+
+  it("pause, resume and tune from the page with the admin token kept in session storage only", async () => {
+    copyFileSync(seededDb, join(work, "controls.db"));
+    const server = await startServer(`file:${join(work, "controls.db")}`, {
+      ...SLOW_BACKFILL_ENV,
+      ADMIN_TOKEN: TOKEN,
+    });
+    try {
+      await waitForHealth(server, (m) => m?.status === "running");
+      const page = await newPage(DESKTOP);
+      const controlRequests: string[] = [];
+      page.on("request", (request) => {
+        if (new URL(request.url()).pathname.startsWith("/api/migrations"))
+          controlRequests.push(request.url());
+      });
+      await page.goto(`${server.url}/`);
+      const card = page.locator(`article[data-name="${MIGRATION}"]`);
+      const answer = card.locator(".answer");
+      await expect.poll(() => card.getAttribute("data-status"), { timeout: 15_000 }).toBe("running");
+      // A running migration offers Pause and Cancel, not Resume or Retry.
+      expect(await card.locator('button[data-action="pause"]').isVisible()).toBe(true);
+      expect(await card.locator('button[data-action="resume"]').isVisible()).toBe(false);
+      expect(await card.locator('button[data-action="retry"]').isVisible()).toBe(false);
+
+      // Without the token nothing is sent; the page says what is missing.
+      await card.locator('button[data-action="pause"]').click();
+      expect(await answer.textContent()).toMatch(/Enter the admin token/);
+      expect(controlRequests).toEqual([]);
+
+      // A wrong token: the API's answer, shown on the card.
+      await page.fill("#token", "not-the-token");
+      await page.click('#token-form button[type="submit"]');
+      await card.locator('button[data-action="pause"]').click();
+      await expect.poll(() => answer.textContent(), { timeout: 10_000 }).toMatch(/check the admin token/);
+      expect(await answer.getAttribute("data-ok")).toBe("false");
+      expect((await stateRow(server.databaseUrl)).status).toBe("running");
+
+      await page.click("#forget");
+      await page.fill("#token", TOKEN);
+      await page.click('#token-form button[type="submit"]');
+      expect(await page.locator("#token").inputValue()).toBe("");
+      expect(await page.evaluate(() => sessionStorage.getItem("trickle.adminToken"))).toBe(TOKEN);
+      expect(await page.evaluate(() => localStorage.length)).toBe(0);
+      expect(await page.evaluate(() => document.cookie)).toBe("");
+
+      await card.locator('button[data-action="pause"]').click();
+      await expect.poll(() => answer.textContent(), { timeout: 10_000 }).toBe("Pause: running \u2192 paused");
+      await expect.poll(() => card.getAttribute("data-status"), { timeout: 10_000 }).toBe("paused");
+      expect((await stateRow(server.databaseUrl)).status).toBe("paused");
+      // Paused, the run's elapsed time still shows (it used to read 0 s), with a time zone on every time.
+      const elapsed = card.locator('[data-field="elapsed"] dd');
+      expect(await elapsed.textContent()).not.toMatch(/^0 s$|^—$/);
+      expect(await card.locator('[data-field="started"] dd').textContent()).toMatch(/[A-Z]{2,}|GMT|UTC/);
+      expect(await card.locator('button[data-action="resume"]').isVisible()).toBe(true);
+      expect(await card.locator('button[data-action="pause"]').isVisible()).toBe(false);
+      await page.screenshot({
+        path: screenshotPath("status-controls-paused"),
+        fullPage: true,
+        animations: "disabled",
+      });
+
+      await card.locator('input[name="stepTargetMs"]').fill("20");
+      await card.locator('button[data-action="tune"]').click();
+      await expect
+        .poll(() => answer.textContent(), { timeout: 10_000 })
+        .toMatch(/^Tuned .*"stepTargetMs":20/);
+
+      await card.locator('button[data-action="resume"]').click();
+      await expect.poll(() => card.getAttribute("data-status"), { timeout: 10_000 }).not.toBe("paused");
+
+      // The token went into Authorization headers only: never a URL, never the server's output.
+      expect(controlRequests.filter((url) => url.includes(TOKEN))).toEqual([]);
+      expect(controlRequests.length).toBeGreaterThanOrEqual(4);
+      expect(server.output()).not.toContain(TOKEN);
+      expect(pageErrors).toEqual([]);
+    } catch (error) {
+      failed = true;
+      throw new Error(`${(error as Error).message}\n--- server output ---\n${server.output()}`, {
+        cause: error,
+      });
+    } finally {
+      await server.stop();
+    }
+  }, 120_000);
 });
 
 declare global {

@@ -53,6 +53,7 @@ export interface ProgressFigures {
 }
 
 export const DEFAULT_STUCK_AFTER_MS = 600_000;
+const TERMINAL: ReadonlySet<string> = new Set(["done", "failed", "cancelled"]);
 /** The open interval from the last point up to now counts once it is this long. */
 const OPEN_INTERVAL_MIN_MS = 1_000;
 const MIN_INTERVALS = 3;
@@ -73,8 +74,10 @@ export function computeProgress(
   options: { readonly stuckAfterMs?: number } = {},
 ): ProgressFigures {
   const started = parseTime(row.startedAt);
-  const ended = row.status === "running" ? null : parseTime(row.endedAt);
-  const end = ended ?? (row.status === "running" ? nowMs : null);
+  // A run that has not ended (running, paused, or pending again after a retry) counts up to now, pauses and
+  // holds included, like the rate; an ended one up to its end (or its last update, for rows without one).
+  const ended = TERMINAL.has(row.status);
+  const end = ended ? (parseTime(row.endedAt) ?? parseTime(row.lastUpdateAt)) : nowMs;
   const elapsedSeconds = started !== null && end !== null ? Math.max(0, (end - started) / 1000) : 0;
   const processed = Number(row.rowsProcessed);
   const covered = processed + Number(row.quarantined ?? 0n);

@@ -91,6 +91,11 @@ export interface MigrationInfo {
   /** How far the current walk has come: its last key and the key it ends at (null before it starts). */
   readonly phaseCursor: JsonInteger | null;
   readonly phaseEnd: JsonInteger | null;
+  /**
+   * False for a row of `_async_migrations` this service does not run (the application's own one-shot
+   * migrations, or one no longer configured): shown read-only, never counted as running, no controls.
+   */
+  readonly owned: boolean;
 }
 
 /** One committed step, as the runner reported it. */
@@ -220,6 +225,7 @@ export function migrationInfo(
         ? { reason: inProcess?.reason ?? row.throttleReason ?? "throttled", until: throttledUntil }
         : null,
     ...phaseOf(row, status),
+    owned: true,
   };
 }
 
@@ -264,8 +270,10 @@ function round(value: number, digits: number): number {
 }
 
 /**
- * Builds a snapshot from rows. Only the migrations this service registered are listed, in registration
- * order: a row left behind by a migration that is no longer configured cannot pin the warm-up banner.
+ * Builds a snapshot from rows: the migrations this service registered, in registration order, then every other
+ * row of the table (`owned: false`), so an operator sees the application's own migrations too — a failure among
+ * them included. Rows this service does not run never count as running, so a row left behind by a migration
+ * that is no longer configured cannot pin the warm-up banner.
  */
 export function buildSnapshot(
   rows: readonly MigrationRow[],
@@ -283,10 +291,16 @@ export function buildSnapshot(
   const byName = new Map(rows.map((r) => [r.name, r]));
   const state = new Map((options.runnerState ?? []).map((s) => [s.name, s]));
   const info = { ...(options.stuckAfterMs !== undefined ? { stuckAfterMs: options.stuckAfterMs } : {}) };
-  const migrations = options.names.flatMap((name) => {
-    const row = byName.get(name);
-    return row ? [migrationInfo(row, options.takenAt, state.get(name), info)] : [];
-  });
+  const registered = new Set(options.names);
+  const migrations = [
+    ...options.names.flatMap((name) => {
+      const row = byName.get(name);
+      return row ? [migrationInfo(row, options.takenAt, state.get(name), info)] : [];
+    }),
+    ...rows
+      .filter((row) => !registered.has(row.name))
+      .map((row) => ({ ...migrationInfo(row, options.takenAt, undefined, info), owned: false })),
+  ];
   return {
     takenAt: options.takenAt,
     migrations,
@@ -304,7 +318,9 @@ export function buildSnapshot(
 export function isMigrationRunning(snapshot: Snapshot): boolean {
   return (
     snapshot.error !== undefined ||
-    snapshot.migrations.some((m) => m.status === "running" || (m.status === "pending" && !m.reason))
+    snapshot.migrations.some(
+      (m) => m.owned && (m.status === "running" || (m.status === "pending" && !m.reason)),
+    )
   );
 }
 

@@ -36,6 +36,11 @@ export const MigrationInfoSchema = z.object({
     .describe("Stored values trickle does not know are `unknown`, never `running`."),
   rowsProcessed: JsonIntegerSchema,
   rowsTotal: JsonIntegerSchema,
+  owned: z
+    .boolean()
+    .describe(
+      "False for a row of `_async_migrations` this service does not run: shown read-only, never running.",
+    ),
   rate: z.number().describe("Rows per second over wall time since the run started."),
   etaSeconds: z.number().nullable().describe("Seconds left at `rate`; null when unknown or not running."),
   elapsedSeconds: z.number(),

@@ -1,6 +1,8 @@
 /**
  * The human status page served at `/`: one card per migration from `GET /api/perf` and the overall state from
- * `GET /api/healthz`, refreshing itself.
+ * `GET /api/healthz`, refreshing itself, with the controls an operator needs during an incident (pause, resume,
+ * cancel, retry, live tuning) once the admin token is entered: the token stays in the tab's session storage
+ * and goes only into the `Authorization` header of control requests.
  *
  * A single self-contained string so every runtime (Node, Workers, Deno, Bun) can serve it from the shared
  * Hono app without a file system, a build step or a CDN. The page makes no request to any other origin; the
@@ -31,6 +33,7 @@ const STYLE = String.raw`
   }
 }
 * { box-sizing: border-box; }
+[hidden] { display: none !important; }
 body { margin: 0; background: var(--bg); color: var(--fg); line-height: 1.45; -webkit-text-size-adjust: 100%; }
 main { max-width: 880px; margin: 0 auto; padding: 20px 16px 40px; }
 header { display: flex; flex-wrap: wrap; align-items: center; gap: 10px 16px; margin-bottom: 18px; }
@@ -89,6 +92,23 @@ dd { margin: 2px 0 0; font-variant-numeric: tabular-nums; font-weight: 600; over
   padding: 3px 9px; border-radius: 999px; background: var(--warn-bg); color: var(--warn); }
 .empty { text-align: center; color: var(--muted); padding: 36px 16px; background: var(--card);
   border: 1px dashed var(--line); border-radius: var(--radius); }
+.token { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; margin: 0 0 16px; font-size: 0.88rem; }
+.token label { color: var(--muted); }
+.token input { font: inherit; padding: 4px 8px; border: 1px solid var(--line); border-radius: 8px; background: var(--card);
+  color: var(--fg); min-width: 0; width: 14em; }
+.token [data-set="true"] { color: var(--ok); }
+.actions { display: flex; flex-wrap: wrap; align-items: center; gap: 8px; margin-top: 12px; }
+.action, .token button { border: 1px solid var(--line); background: var(--card); color: var(--fg); border-radius: 8px;
+  padding: 4px 12px; cursor: pointer; font-weight: 600; }
+.action:hover, .token button:hover { border-color: var(--accent); }
+.action:focus-visible, .token button:focus-visible, .token input:focus-visible { outline: 2px solid var(--accent); outline-offset: 2px; }
+.action[data-action="cancel"] { color: var(--bad); }
+.action:disabled { opacity: 0.55; cursor: progress; }
+.tune { display: inline-flex; flex-wrap: wrap; align-items: center; gap: 6px; font-size: 0.85rem; color: var(--muted); }
+.tune input { font: inherit; width: 5.5em; padding: 3px 6px; border: 1px solid var(--line); border-radius: 6px;
+  background: var(--card); color: var(--fg); }
+.answer { margin: 8px 0 0; font-size: 0.85rem; color: var(--muted); overflow-wrap: anywhere; }
+.answer[data-ok="false"] { color: var(--bad); }
 footer { margin-top: 22px; color: var(--muted); font-size: 0.8rem; text-align: center; }
 footer a { color: inherit; }
 .sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
@@ -118,6 +138,16 @@ const SCRIPT = String.raw`
   var inFlight = false;
   var lastAnnouncement = "";
   var cards = new Map();
+  var tokenForm = document.getElementById("token-form");
+  var tokenInput = document.getElementById("token");
+  var tokenState = document.getElementById("token-state");
+  var forgetBtn = document.getElementById("forget");
+  // The admin token lives in this tab's session storage only: never in a URL, a cookie or a log.
+  var TOKEN_KEY = "trickle.adminToken";
+  // Which controls a status offers (the control API refuses the others with 409 anyway).
+  var ACTIONS = { running: ["pause", "cancel"], pending: ["pause", "cancel"], paused: ["resume", "cancel"],
+    failed: ["retry"], cancelled: ["retry"] };
+  var ACTION_LABELS = { pause: "Pause", resume: "Resume", cancel: "Cancel", retry: "Retry" };
   var intFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 0 });
   var rateFormat = new Intl.NumberFormat("en-US", { maximumFractionDigits: 1 });
 
@@ -182,7 +212,8 @@ const SCRIPT = String.raw`
     var ms = Date.parse(iso);
     if (!Number.isFinite(ms)) return String(text);
     var date = new Date(ms);
-    var clock = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false };
+    // One format everywhere, 24-hour with the zone, so times from different fields compare at a glance.
+    var clock = { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false, timeZoneName: "short" };
     if (date.toDateString() === new Date().toDateString()) return date.toLocaleTimeString(undefined, clock);
     return date.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + date.toLocaleTimeString(undefined, clock);
   }
@@ -205,6 +236,96 @@ const SCRIPT = String.raw`
 
   function statusOf(item) {
     return typeof item.status === "string" && item.status !== "" ? item.status : "unknown";
+  }
+
+  function storedToken() {
+    try { return sessionStorage.getItem(TOKEN_KEY) || ""; } catch (e) { return ""; }
+  }
+
+  function showTokenState() {
+    var set = storedToken() !== "";
+    tokenState.textContent = set ? "Controls enabled for this tab" : "Enter it to pause, resume, cancel, retry or tune";
+    tokenState.dataset.set = set ? "true" : "false";
+    forgetBtn.hidden = !set;
+  }
+
+  // Sends one control request; the answer (or the problem the API names) is shown on the card.
+  function control(card, method, path, body, describe) {
+    var token = storedToken();
+    if (!token) {
+      say(card, false, "Enter the admin token above to use the controls.");
+      tokenInput.focus();
+      return;
+    }
+    card.actions.querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+    fetch(API_BASE + "api/migrations/" + encodeURIComponent(card.card.dataset.name) + path, {
+      method: method,
+      headers: { authorization: "Bearer " + token, "content-type": "application/json", accept: "application/json" },
+      body: JSON.stringify(body),
+      cache: "no-store",
+    }).then(function (res) {
+      return res.text().then(function (text) {
+        var data = null;
+        try { data = JSON.parse(text); } catch (e) { data = null; }
+        if (res.ok) say(card, true, describe(data || {}));
+        else {
+          var detail = data && (data.detail || data.error) ? String(data.detail || data.error) : "HTTP " + res.status;
+          say(card, false, detail + (res.status === 401 ? " — check the admin token" : ""));
+        }
+      });
+    }, function (e) {
+      say(card, false, "The request failed: " + (e && e.message ? e.message : String(e)));
+    }).then(function () {
+      card.actions.querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+      refresh();
+    });
+  }
+
+  function say(card, ok, text) {
+    card.answer.textContent = text;
+    card.answer.dataset.ok = ok ? "true" : "false";
+    card.answer.hidden = false;
+  }
+
+  function buildActions(card) {
+    var buttons = {};
+    Object.keys(ACTION_LABELS).forEach(function (action) {
+      var b = el("button", "action", ACTION_LABELS[action]);
+      b.type = "button";
+      b.dataset.action = action;
+      b.addEventListener("click", function () {
+        var name = card.card.dataset.name;
+        if (action === "cancel" && !window.confirm("Cancel " + name + "? Rows already changed stay changed; retry starts a new run.")) return;
+        control(card, "POST", "/" + action, { note: "status page" }, function (d) {
+          return ACTION_LABELS[action] + ": " + String(d.from) + " → " + String(d.to);
+        });
+      });
+      buttons[action] = b;
+      card.actions.append(b);
+    });
+    var tune = el("form", "tune");
+    var step = el("input");
+    step.type = "number"; step.min = "1"; step.name = "stepTargetMs"; step.placeholder = "step ms";
+    step.setAttribute("aria-label", "Step target in milliseconds");
+    var pause = el("input");
+    pause.type = "number"; pause.min = "0"; pause.name = "yieldMs"; pause.placeholder = "pause ms";
+    pause.setAttribute("aria-label", "Pause between steps in milliseconds");
+    var apply = el("button", "action", "Tune");
+    apply.type = "submit";
+    apply.dataset.action = "tune";
+    tune.append(el("span", "", "Step"), step, el("span", "", "pause"), pause, apply);
+    tune.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var patch = {};
+      if (step.value !== "") patch.stepTargetMs = Number(step.value);
+      if (pause.value !== "") patch.yieldMs = Number(pause.value);
+      control(card, "PATCH", "", patch, function (d) {
+        return "Tuned from the next lease on: " + JSON.stringify(d.tuning || {});
+      });
+    });
+    card.actions.append(tune);
+    card.buttons = buttons;
+    card.tune = tune;
   }
 
   function buildCard() {
@@ -240,9 +361,15 @@ const SCRIPT = String.raw`
       fields[f[0]] = { wrap: wrap, value: dd };
     });
     var note = el("p", "note");
-    card.append(head, bar, rows, stats, note);
-    return { card: card, name: name, badge: badge, pct: pct, bar: bar, fill: fill, rows: rows, fields: fields, note: note,
-      stuck: stuck, throttled: throttled };
+    var actions = el("div", "actions");
+    var answer = el("p", "answer");
+    answer.setAttribute("role", "status");
+    answer.hidden = true;
+    card.append(head, bar, rows, stats, note, actions, answer);
+    var built = { card: card, name: name, badge: badge, pct: pct, bar: bar, fill: fill, rows: rows, fields: fields, note: note,
+      stuck: stuck, throttled: throttled, actions: actions, answer: answer };
+    buildActions(built);
+    return built;
   }
 
   function setField(card, key, text, show) {
@@ -299,7 +426,10 @@ const SCRIPT = String.raw`
     var error = item.errorMessage ? String(item.errorMessage) : "";
     var reason = item.reason ? String(item.reason) : "";
     if (error) {
-      card.note.textContent = "Last error: " + error;
+      // What to do next, not only what happened.
+      card.note.textContent = item.owned === false
+        ? "Last error: " + error + " — this migration belongs to the application, not to trickle: see its own logs."
+        : "Last error: " + error + " — fix the cause, then Retry. Rows skipped as poison rows: trickle failures " + String(item.name) + ".";
       card.note.dataset.kind = "error";
     } else if (throttle) {
       card.note.textContent = "Throttled until " + formatTime(throttle.until) + ": " + String(throttle.reason);
@@ -314,6 +444,13 @@ const SCRIPT = String.raw`
       card.note.textContent = "";
     }
     card.note.hidden = !error && !reason && !throttle && !stuck;
+
+    var offered = ACTIONS[status] || [];
+    Object.keys(card.buttons).forEach(function (action) { card.buttons[action].hidden = offered.indexOf(action) < 0; });
+    card.tune.hidden = status === "done";
+    // A row this service does not run (the application's own migration) is shown, never controlled.
+    card.actions.hidden = status === "done" || status === "unknown" || item.owned === false;
+    card.card.dataset.owned = item.owned === false ? "false" : "true";
   }
 
   function renderList(items) {
@@ -426,7 +563,7 @@ const SCRIPT = String.raw`
       overallEl.textContent = state[1];
       showAlert(uniqueErrors);
       renderList(items);
-      updatedEl.textContent = "Updated " + new Date().toLocaleTimeString();
+      updatedEl.textContent = "Updated " + formatTime(new Date().toISOString());
       delete updatedEl.dataset.paused;
       announce(state[1] + ". " + items.map(function (i) { return String(i.name) + ": " + statusOf(i); }).join(", "));
 
@@ -446,6 +583,23 @@ const SCRIPT = String.raw`
     }
   });
   refreshBtn.addEventListener("click", refresh);
+  tokenForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var value = tokenInput.value.trim();
+    tokenInput.value = "";
+    try {
+      if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    } catch (e) {
+      tokenState.textContent = "This browser keeps no session storage; the controls cannot be used here";
+      return;
+    }
+    showTokenState();
+  });
+  forgetBtn.addEventListener("click", function () {
+    try { sessionStorage.removeItem(TOKEN_KEY); } catch (e) { /* nothing kept */ }
+    showTokenState();
+  });
+  showTokenState();
   refresh();
 })();
 `;
@@ -471,6 +625,13 @@ export const STATUS_PAGE_HTML: string = `<!doctype html>
       <button type="button" id="refresh" class="refresh">Refresh</button>
     </div>
   </header>
+  <form id="token-form" class="token" autocomplete="off">
+    <label for="token">Admin token</label>
+    <input id="token" type="password" autocomplete="off" spellcheck="false">
+    <button type="submit">Use</button>
+    <button type="button" id="forget" hidden>Forget</button>
+    <span id="token-state"></span>
+  </form>
   <div id="alert" class="alert" role="alert" hidden></div>
   <div id="live" class="sr-only" aria-live="polite" aria-atomic="true"></div>
   <section id="migrations" class="list" aria-label="Migrations"></section>

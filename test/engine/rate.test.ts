@@ -29,6 +29,24 @@ describe("computeProgress", () => {
     expect(p.percent).toBeCloseTo(10, 9);
   });
 
+  it("counts a paused run's elapsed time up to now (the pause included), with its rate but no ETA", () => {
+    const p = computeProgress(
+      input({ status: "paused", rowsProcessed: 400n, lastUpdateAt: "2026-06-14T12:00:20.000Z" }),
+      START_MS + 40_000,
+    );
+    expect(p.elapsedSeconds).toBeCloseTo(40, 9);
+    expect(p.rate).toBeCloseTo(10, 9);
+    expect(p.etaSeconds).toBeNull();
+  });
+
+  it("measures a failed row without ended_at (as CoreScope writes it) up to its last update", () => {
+    const p = computeProgress(
+      input({ status: "failed", endedAt: null, lastUpdateAt: "2026-06-14T12:00:05.000Z" }),
+      START_MS + 3_600_000,
+    );
+    expect(p.elapsedSeconds).toBeCloseTo(5, 9);
+  });
+
   it.each(["done", "failed", "cancelled"])("measures a %s run up to ended_at, with no ETA", (status) => {
     const p = computeProgress(
       input({ status, rowsProcessed: 400n, endedAt: "2026-06-14T12:00:20.000Z" }),

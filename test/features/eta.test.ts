@@ -277,6 +277,7 @@ describe("status page and banner show the band", () => {
     phase: "backfilling",
     phaseCursor: 600,
     phaseEnd: 1000,
+    owned: true,
     ...overrides,
   });
   const health = (items: MigrationInfo[]) => ({

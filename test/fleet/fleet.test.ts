@@ -177,13 +177,9 @@ describe("trickle fleet (CLI)", () => {
       config,
       JSON.stringify({ migrations: [{ name: "counter_v1", table: "t", key: "id", set: "n = n + 1" }] }),
     );
-    // A lease short enough that the resumed run soon takes over the tenants the killed run held.
-    const env = {
-      TRICKLE_CONFIG: config,
-      TRICKLE_MIGRATIONS: "counter_v1",
-      TRICKLE_STEP_TARGET_MS: "5",
-      TRICKLE_LEASE_TTL_MS: "3000",
-    };
+    // A lease short enough that the resumed run soon takes over the tenants the killed run held. The default
+    // step target: a tiny one makes a loaded machine take a step per key.
+    const env = { TRICKLE_CONFIG: config, TRICKLE_MIGRATIONS: "counter_v1", TRICKLE_LEASE_TTL_MS: "3000" };
     const args = ["fleet", "run", "--databases", file, "--until-done", "--canary", "1", "--concurrency", "2"];
 
     // Long pauses between steps for the run that is killed: the rest of the fleet then takes many seconds, so the

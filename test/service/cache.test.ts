@@ -107,6 +107,7 @@ describe("SnapshotCache behind the routes", () => {
           phase: "backfilling",
           phaseCursor: 5,
           phaseEnd: 10,
+          owned: true,
         },
       ],
     };

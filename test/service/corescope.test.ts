@@ -45,3 +45,60 @@ describe("CoreScope's field names", () => {
     }
   });
 });
+
+describe("rows CoreScope's Go code wrote", () => {
+  it("are adopted where trickle runs them and shown read-only where it does not, failures included", async () => {
+    h = await startHarness({
+      env: { TRICKLE_SNAPSHOT_TTL_MS: "0" },
+      transmissions: 300,
+      // The table as CoreScope's ingestor creates and writes it: five columns, `datetime('now')` times.
+      prepare: async (client) => {
+        await client.batch(
+          [
+            `CREATE TABLE _async_migrations (name TEXT PRIMARY KEY, status TEXT NOT NULL,
+               started_at TEXT NOT NULL DEFAULT (datetime('now')), ended_at TEXT, error TEXT)`,
+            `INSERT INTO _async_migrations (name, status) VALUES ('${TX}', 'pending_async')`,
+            `INSERT INTO _async_migrations (name, status, ended_at, error)
+               VALUES ('from_pubkey_backfill_v1', 'failed', datetime('now'), 'boom: disk I/O error')`,
+            `INSERT INTO _async_migrations (name, status, ended_at)
+               VALUES ('obs_observer_ts_idx_v1', 'done', datetime('now'))`,
+          ],
+          "write",
+        );
+      },
+    });
+    const health = (await (await h.request("GET", "/api/healthz", { token: null })).json()) as {
+      async_migrations: Record<string, unknown>[];
+      async_migrations_running: boolean;
+    };
+    const perf = (await (await h.request("GET", "/api/perf", { token: null })).json()) as {
+      asyncMigrations: Record<string, unknown>[];
+    };
+    for (const items of [health.async_migrations, perf.asyncMigrations]) {
+      expect(items.map((m) => m.name)).toEqual([TX, "from_pubkey_backfill_v1", "obs_observer_ts_idx_v1"]);
+      // Adopted at start-up: CoreScope's pending_async is trickle's pending run.
+      expect(items[0]).toMatchObject({ owned: true, status: "pending" });
+      // Not trickle's: shown as CoreScope left them, the failure with its message.
+      expect(items[1]).toMatchObject({
+        owned: false,
+        status: "failed",
+        errorMessage: "boom: disk I/O error",
+      });
+      expect(items[2]).toMatchObject({ owned: false, status: "done", errorMessage: null });
+      // CoreScope's UTC times without a zone are read as UTC: a sane, non-negative elapsed time.
+      expect(Number(items[1]?.elapsedSeconds)).toBeGreaterThanOrEqual(0);
+      expect(Number(items[1]?.elapsedSeconds)).toBeLessThan(3600);
+    }
+    // Only trickle's own run keeps the banner up; once it is done, a foreign failure does not pin it.
+    expect(health.async_migrations_running).toBe(true);
+    while ((await h.service.tick()).moreWork) {}
+    const after = (await (await h.request("GET", "/api/healthz", { token: null })).json()) as {
+      async_migrations_running: boolean;
+      async_migrations: Record<string, unknown>[];
+    };
+    expect(after.async_migrations[0]).toMatchObject({ status: "done" });
+    expect(after.async_migrations_running).toBe(false);
+    // The control API manages trickle's own migrations only.
+    expect((await h.request("POST", "/api/migrations/from_pubkey_backfill_v1/retry")).status).toBe(404);
+  });
+});
