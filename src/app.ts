@@ -12,6 +12,7 @@ import { secureHeaders } from "hono/secure-headers";
 import { classifyError } from "./engine/errors.ts";
 import { RequestStats } from "./progress/request-stats.ts";
 import type { AppDeps } from "./routes/deps.ts";
+import { fleetRoutes } from "./routes/fleet.ts";
 import { healthRoutes } from "./routes/health.ts";
 import { metricsRoutes } from "./routes/metrics.ts";
 import { migrationRoutes } from "./routes/migrations.ts";
@@ -39,6 +40,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", openApiRoutes());
   app.route("/", migrationRoutes(deps));
   app.route("/", tickRoutes(deps));
+  app.route("/", fleetRoutes(deps));
 
   const allowed = allowedMethods(app);
   app.notFound((c) => {

@@ -33,6 +33,7 @@
  * | `TRICKLE_WEBHOOK_URL`           | –                       | POSTed a JSON event when a migration is done or failed   |
  * | `TRICKLE_WEBHOOK_SECRET`        | –                       | signs webhook bodies (`X-Trickle-Signature: sha256=…`)   |
  * | `TRICKLE_DENO_CRON`             | `* * * * *`             | schedule of `Deno.cron` (Deno only)                      |
+ * | `TRICKLE_FLEET_DATABASES`       | –                       | a fleet file (one database URL per line) `/api/fleet` shows (Node) |
  *
  * One error style: an `Error` whose message starts with the variable's name. Messages never repeat the value of
  * a secret (`DATABASE_AUTH_TOKEN`, `ADMIN_TOKEN`, `CRON_SECRET`, `TRICKLE_WEBHOOK_SECRET`), of `DATABASE_URL`
@@ -88,6 +89,8 @@ export interface Settings {
   readonly stuckAfterMs: number;
   readonly webhook: WebhookSettings | undefined;
   readonly denoCron: string;
+  /** A fleet file's path: the Node server serves its tenants' status at `/api/fleet`. */
+  readonly fleetDatabases: string | undefined;
 }
 
 const blankToUndefined = (value: unknown) =>
@@ -204,6 +207,14 @@ const EnvSchema = z.object({
     return url;
   }),
   TRICKLE_WEBHOOK_SECRET: secretVar("TRICKLE_WEBHOOK_SECRET"),
+  TRICKLE_FLEET_DATABASES: parsedVar((path) => {
+    // A file that lists URLs, not a URL itself (a one-letter "scheme" is a Windows drive).
+    if (/^[a-z][a-z0-9+.-]+:/i.test(path))
+      throw new Error(
+        "TRICKLE_FLEET_DATABASES must be the path of a fleet file (one database URL per line), not a URL",
+      );
+    return path;
+  }),
   TRICKLE_DENO_CRON: parsedVar((v) => {
     if (v.split(/\s+/).length < 5)
       throw new Error(`TRICKLE_DENO_CRON: "${v}" must be a cron schedule of five fields, e.g. "* * * * *"`);
@@ -258,6 +269,7 @@ export function loadSettings(env: Env): Settings {
     stuckAfterMs: e.TRICKLE_STUCK_AFTER_MS ?? DEFAULT_STUCK_AFTER_MS,
     webhook: webhookOf(e),
     denoCron: e.TRICKLE_DENO_CRON ?? DEFAULT_DENO_CRON,
+    fleetDatabases: e.TRICKLE_FLEET_DATABASES,
   };
 }
 

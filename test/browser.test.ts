@@ -17,7 +17,7 @@
  * missing or when UPDATE_SCREENSHOTS=1, so ordinary test runs leave the work tree unchanged.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -591,9 +591,13 @@ describe("the status page's controls", () => {
 
   it("pause, resume and tune from the page with the admin token kept in session storage only", async () => {
     copyFileSync(seededDb, join(work, "controls.db"));
+    // A fleet of two: this database and one that is listed but missing.
+    const fleetFile = join(work, "fleet.txt");
+    writeFileSync(fleetFile, `file:${join(work, "controls.db")}\nfile:${join(work, "missing-tenant.db")}\n`);
     const server = await startServer(`file:${join(work, "controls.db")}`, {
       ...SLOW_BACKFILL_ENV,
       ADMIN_TOKEN: TOKEN,
+      TRICKLE_FLEET_DATABASES: fleetFile,
     });
     try {
       await waitForHealth(server, (m) => m?.status === "running");
@@ -607,6 +611,14 @@ describe("the status page's controls", () => {
       const card = page.locator(`article[data-name="${MIGRATION}"]`);
       const answer = card.locator(".answer");
       await expect.poll(() => card.getAttribute("data-status"), { timeout: 15_000 }).toBe("running");
+      // The fleet section: the counts, and the tenant that is not there, with its reason.
+      const fleet = page.locator("#fleet");
+      await expect.poll(() => fleet.isVisible(), { timeout: 15_000 }).toBe(true);
+      expect(await fleet.locator(".summary").textContent()).toMatch(/^2 tenants: 0 done, .*1 unreachable/);
+      expect(await fleet.locator('li[data-status="unreachable"]').textContent()).toContain(
+        "missing-tenant.db",
+      );
+
       // A running migration offers Pause and Cancel, not Resume or Retry.
       expect(await card.locator('button[data-action="pause"]').isVisible()).toBe(true);
       expect(await card.locator('button[data-action="resume"]').isVisible()).toBe(false);

@@ -4,20 +4,11 @@
  * to every tenant), shows progress on stderr and the result on stdout (JSON alone with `--json`).
  */
 import { randomUUID } from "node:crypto";
-import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import type { ServiceConfig } from "../config.ts";
-import {
-  type FleetSummary,
-  fleetStatus,
-  parseFleetFile,
-  runFleet,
-  summarize,
-  type TenantReport,
-} from "../fleet/fleet.ts";
+import { type FleetSummary, fleetStatus, runFleet, summarize, type TenantReport } from "../fleet/fleet.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
-import { databaseConfig, openDatabase } from "../node/database.ts";
-import { checkDatabaseUrl } from "../settings.ts";
+import { readFleetFile, tenantOpener } from "../node/fleet.ts";
 import type { Command } from "./args.ts";
 import { UsageError } from "./args.ts";
 import { err, jsonCount, messageOf, out, table } from "./output.ts";
@@ -32,13 +23,11 @@ export async function fleetCommand(
 ): Promise<number> {
   let urls: string[];
   try {
-    urls = parseFleetFile(readFileSync(command.databases, "utf8"), checkDatabaseUrl);
+    urls = readFleetFile(command.databases);
   } catch (error) {
     throw new UsageError(`--databases ${command.databases}: ${messageOf(error)}`, "fleet");
   }
-  // Tenants are never created: a missing file is an unreachable tenant, not a new empty database.
-  const open = (url: string) =>
-    openDatabase(databaseConfig({ ...config, databaseUrl: url }), { create: false });
+  const open = tenantOpener(config);
   const names = migrations.map((m) => m.name);
 
   if (command.action === "status") {

@@ -13,17 +13,21 @@ import { hostname } from "node:os";
 import { Worker } from "node:worker_threads";
 import { serve } from "@hono/node-server";
 import { createApp } from "../app.ts";
+import type { ServiceConfig } from "../config.ts";
 import type { DryRunOptions, DryRunReport } from "../engine/controls.ts";
 import { createControls, createRunner } from "../engine/engine.ts";
 import { classifyError } from "../engine/errors.ts";
 import type { SliceResult } from "../engine/runner.ts";
 import { SchedulerStoppedError } from "../engine/scheduler.ts";
 import { StateStore } from "../engine/state-store.ts";
+import { fleetStatus } from "../fleet/fleet.ts";
+import { FleetViewCache } from "../fleet/view.ts";
 import { type MigrationDefinition, resolveMigration } from "../migrations/define.ts";
 import { buildSnapshot, type Snapshot, SnapshotCache } from "../progress/snapshot.ts";
 import { type Env, SETTINGS_VARIABLES } from "../settings.ts";
 import { loadNodeConfig } from "./config.ts";
 import { databaseConfig, openDatabase } from "./database.ts";
+import { readFleetFile, tenantOpener } from "./fleet.ts";
 import type { FromWorker, ToWorker, WorkerConfig } from "./protocol.ts";
 
 export interface NodeServerOptions {
@@ -56,6 +60,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   // Every setting and every migration definition is checked here, before anything is opened or written.
   const config = await loadNodeConfig(env, { configFile: options.configFile });
   const database = databaseConfig(config);
+  const fleet = fleetView(config);
 
   const client = await openDatabase(database);
   try {
@@ -133,6 +138,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
     snapshots,
     controls,
     tick: (budgetMs) => engine.tick(budgetMs),
+    ...(fleet ? { fleet } : {}),
   });
 
   let server: Server;
@@ -188,6 +194,27 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   }
 
   return { port, url, stop };
+}
+
+/** Fleet reads open every tenant: at most one per this long, however often the page asks. */
+const FLEET_MIN_TTL_MS = 5_000;
+
+/** `/api/fleet`'s source when `TRICKLE_FLEET_DATABASES` names a fleet file (read and checked at start-up). */
+function fleetView(config: ServiceConfig): FleetViewCache | undefined {
+  const path = config.fleetDatabases;
+  if (path === undefined) return undefined;
+  let urls: string[];
+  try {
+    urls = readFleetFile(path);
+  } catch (error) {
+    throw new Error(`TRICKLE_FLEET_DATABASES ${path}: ${(error as Error).message}`);
+  }
+  const open = tenantOpener(config);
+  const names = config.migrations.map((m) => m.name);
+  return new FleetViewCache({
+    read: () => fleetStatus({ urls, open, names }),
+    ttlMs: Math.max(config.snapshotTtlMs, FLEET_MIN_TTL_MS),
+  });
 }
 
 function listen(

@@ -1,6 +1,8 @@
 /** What the routes are built from: ports injected by the runtime entry (Node, Workers, Deno, Bun, tests). */
+
 import type { ControlPort } from "../engine/controls.ts";
 import type { SliceResult } from "../engine/runner.ts";
+import type { FleetSource } from "../fleet/view.ts";
 import type { RequestStats } from "../progress/request-stats.ts";
 import type { ServedSnapshot } from "../progress/snapshot.ts";
 
@@ -30,6 +32,8 @@ export interface AppDeps {
   readonly controls: ControlPort;
   /** Runs one slice within `budgetMs` (joins one in flight); absent where no runner is reachable. */
   readonly tick?: (budgetMs: number) => Promise<SliceResult>;
+  /** The tenants of a fleet (`TRICKLE_FLEET_DATABASES`); `/api/fleet` answers 404 without one. */
+  readonly fleet?: FleetSource;
   /** Wall clock, ms. */
   readonly now?: () => number;
   /** Per-route statistics for `/api/perf`; one is created when absent. */

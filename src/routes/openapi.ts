@@ -15,6 +15,7 @@ import {
   FailureRetryResponseSchema,
   FailuresQuerySchema,
   FailuresResponseSchema,
+  FleetResponseSchema,
   HealthzSchema,
   MigrationDetailSchema,
   MigrationInfoSchema,
@@ -159,6 +160,16 @@ export function buildOpenApiDocument(): JsonObject {
         get: {
           summary: "The migration items alone, as CoreScope #1735 serves them.",
           responses: { "200": json(z.array(MigrationInfoSchema), "Always an array, never null.") },
+        },
+      },
+      "/api/fleet": {
+        get: {
+          summary:
+            "Every tenant of the fleet file TRICKLE_FLEET_DATABASES names, from its own rows (cached).",
+          responses: {
+            "200": json(FleetResponseSchema, "Summary and one entry per tenant, in the file's order."),
+            "404": error("No fleet is configured."),
+          },
         },
       },
       "/metrics": {

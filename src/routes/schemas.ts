@@ -316,6 +316,38 @@ export const FailuresResponseSchema = z.object({
   failures: z.array(FailureSchema).describe("By key; unresolved only unless ?resolved=include."),
 });
 
+export const FleetResponseSchema = z.object({
+  takenAt: z
+    .string()
+    .describe("When the tenants were read (ISO-8601 UTC); reads are cached for a few seconds."),
+  summary: z.object({
+    total: z.number().int(),
+    done: z.number().int(),
+    running: z.number().int(),
+    pending: z.number().int(),
+    failed: z.number().int(),
+    unreachable: z.number().int(),
+    skipped: z.number().int(),
+  }),
+  tenants: z.array(
+    z.object({
+      database: z.string().describe("The URL as listed, credentials removed."),
+      status: z.enum(["pending", "running", "done", "failed", "unreachable"]),
+      detail: z.string().nullable().describe("Why it is failed, unreachable or waiting."),
+      migrations: z.array(
+        z.object({
+          name: z.string(),
+          status: z.string(),
+          rowsProcessed: JsonIntegerSchema,
+          rowsTotal: JsonIntegerSchema,
+          error: z.string().nullable(),
+          reason: z.string().nullable(),
+        }),
+      ),
+    }),
+  ),
+});
+
 export const FailuresQuerySchema = z
   .object({
     resolved: z

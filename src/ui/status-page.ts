@@ -109,6 +109,13 @@ dd { margin: 2px 0 0; font-variant-numeric: tabular-nums; font-weight: 600; over
   background: var(--card); color: var(--fg); }
 .answer { margin: 8px 0 0; font-size: 0.85rem; color: var(--muted); overflow-wrap: anywhere; }
 .answer[data-ok="false"] { color: var(--bad); }
+.fleet { background: var(--card); border: 1px solid var(--line); border-radius: var(--radius); padding: 14px 18px;
+  margin-top: 14px; }
+.fleet h2 { font-size: 1rem; margin: 0 0 6px; }
+.fleet p { margin: 0; color: var(--muted); font-size: 0.9rem; font-variant-numeric: tabular-nums; }
+.fleet ul { margin: 8px 0 0; padding-left: 18px; font-size: 0.88rem; }
+.fleet li { overflow-wrap: anywhere; }
+.fleet li[data-status="failed"], .fleet li[data-status="unreachable"] { color: var(--bad); }
 footer { margin-top: 22px; color: var(--muted); font-size: 0.8rem; text-align: center; }
 footer a { color: inherit; }
 .sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
@@ -138,6 +145,9 @@ const SCRIPT = String.raw`
   var inFlight = false;
   var lastAnnouncement = "";
   var cards = new Map();
+  var fleetEl = document.getElementById("fleet");
+  // Tenants listed by name at most; the summary counts them all.
+  var FLEET_LISTED = 50;
   var tokenForm = document.getElementById("token-form");
   var tokenInput = document.getElementById("token");
   var tokenState = document.getElementById("token-state");
@@ -481,6 +491,37 @@ const SCRIPT = String.raw`
     }
   }
 
+  // The fleet section, when the server has one (GET api/fleet answers 404 otherwise): counts, then the tenants
+  // that are not done, the broken ones first.
+  function renderFleet(result) {
+    var view = result && result.value && result.value.ok ? result.value.data : null;
+    if (!view || !view.summary || !Array.isArray(view.tenants)) {
+      fleetEl.hidden = true;
+      return;
+    }
+    var s = view.summary;
+    fleetEl.replaceChildren();
+    fleetEl.append(el("h2", "", "Fleet"));
+    fleetEl.append(el("p", "summary", formatCount(s.total) + " tenants: " + formatCount(s.done) + " done, " +
+      formatCount(s.running) + " running, " + formatCount(s.pending) + " pending, " + formatCount(s.failed) + " failed, " +
+      formatCount(s.unreachable) + " unreachable \u00b7 read " + formatTime(view.takenAt)));
+    var rank = { failed: 0, unreachable: 1, running: 2, pending: 3 };
+    var open = view.tenants.filter(function (t) { return t && t.status !== "done"; });
+    var order = function (t) { return t.status in rank ? rank[t.status] : 4; };
+    open.sort(function (a, b) { return order(a) - order(b); });
+    if (open.length > 0) {
+      var list = el("ul");
+      open.slice(0, FLEET_LISTED).forEach(function (t) {
+        var li = el("li", "", String(t.database) + ": " + String(t.status) + (t.detail ? " \u2014 " + String(t.detail) : ""));
+        li.dataset.status = String(t.status);
+        list.append(li);
+      });
+      if (open.length > FLEET_LISTED) list.append(el("li", "", "\u2026 and " + formatCount(open.length - FLEET_LISTED) + " more"));
+      fleetEl.append(list);
+    }
+    fleetEl.hidden = false;
+  }
+
   function overallState(health, healthError, items) {
     if (healthError || (health && health.async_migrations_error)) return ["unavailable", "Status unavailable"];
     if (health && health.ready === false) return ["running", "Starting"];
@@ -540,9 +581,10 @@ const SCRIPT = String.raw`
     if (inFlight) return;
     inFlight = true;
     clearTimeout(timer);
-    Promise.all([settle(readJson("api/perf")), settle(readJson("api/healthz"))]).then(function (results) {
+    Promise.all([settle(readJson("api/perf")), settle(readJson("api/healthz")), settle(readJson("api/fleet"))]).then(function (results) {
       var perf = results[0];
       var health = results[1];
+      renderFleet(results[2]);
       var errors = [];
       var items = [];
       if (perf.error) errors.push(perf.error);
@@ -635,6 +677,7 @@ export const STATUS_PAGE_HTML: string = `<!doctype html>
   <div id="alert" class="alert" role="alert" hidden></div>
   <div id="live" class="sr-only" aria-live="polite" aria-atomic="true"></div>
   <section id="migrations" class="list" aria-label="Migrations"></section>
+  <section id="fleet" class="fleet" aria-label="Fleet" hidden></section>
   <footer>Refreshes every 1.5 s while a migration runs, every 10 s when idle, and pauses while this tab is hidden. Data: <a href="api/perf">api/perf</a> · <a href="api/healthz">api/healthz</a></footer>
 </main>
 <script>${SCRIPT}</script>

@@ -109,6 +109,8 @@ function rows(): Row[] {
     bad("TRICKLE_WEBHOOK_URL", `ftp://user:${SECRET}@example.test/hook`),
     good("TRICKLE_WEBHOOK_SECRET", "hook-secret", { TRICKLE_WEBHOOK_URL: "https://hooks.example.test/t" }),
     bad("TRICKLE_WEBHOOK_SECRET", "hook-secret"), // without a URL
+    good("TRICKLE_FLEET_DATABASES", "fleet.txt"),
+    bad("TRICKLE_FLEET_DATABASES", "libsql://tenant-1.example.com"),
     good("TRICKLE_DENO_CRON", "*/5 * * * *"),
     bad("TRICKLE_DENO_CRON", "often"),
   ];

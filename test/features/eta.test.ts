@@ -308,7 +308,21 @@ describe("status page and banner show the band", () => {
     const { byId } = await runScript(
       script,
       { "/api/perf": perf, "/api/healthz": health(perf.asyncMigrations) },
-      { ids: ["migrations", "overall", "alert", "updated", "live", "refresh"] },
+      {
+        ids: [
+          "migrations",
+          "overall",
+          "alert",
+          "updated",
+          "live",
+          "refresh",
+          "token-form",
+          "token",
+          "token-state",
+          "forget",
+          "fleet",
+        ],
+      },
     );
     const cards = byId.get("migrations")!.children;
     expect(cards.map((c) => c.dataset.name)).toEqual(["tx_last_seen_backfill_v1", "b_v1", "c_v1"]);
@@ -333,7 +347,22 @@ describe("status page and banner show the band", () => {
     const { byId } = await runScript(
       script,
       { "/admin/trickle/api/perf": perf, "/admin/trickle/api/healthz": health(perf.asyncMigrations) },
-      { ids: ["migrations", "overall", "alert", "updated", "live", "refresh"], pathname: "/admin/trickle" },
+      {
+        ids: [
+          "migrations",
+          "overall",
+          "alert",
+          "updated",
+          "live",
+          "refresh",
+          "token-form",
+          "token",
+          "token-state",
+          "forget",
+          "fleet",
+        ],
+        pathname: "/admin/trickle",
+      },
     );
     // Without the fix, `api/perf` from /admin/trickle would resolve to /admin/api/perf and fail.
     expect(byId.get("migrations")!.children.map((c) => c.dataset.name)).toEqual(["tx_last_seen_backfill_v1"]);

@@ -3,14 +3,16 @@
  * own `_async_migrations`, the fleet's progress derived from those rows. Real files, a real unreachable server
  * address, real CLI processes, SIGKILL of the fleet runner mid-wave.
  */
-import { writeFileSync } from "node:fs";
+import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Client, createClient } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
 import { DEFAULT_TUNING } from "../../src/engine/tuning.ts";
 import { fleetStatus, parseFleetFile, runFleet } from "../../src/fleet/fleet.ts";
+import { FleetViewCache } from "../../src/fleet/view.ts";
 import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
 import { openDatabase } from "../../src/node/database.ts";
+import { startNodeServer } from "../../src/node/server.ts";
 import { checkDatabaseUrl } from "../../src/settings.ts";
 import { cli, startCli } from "../helpers/cli.ts";
 import {
@@ -218,4 +220,104 @@ describe("trickle fleet (CLI)", () => {
     expect(after.code).toBe(0);
     expect((JSON.parse(after.stdout) as { summary: { done: number } }).summary.done).toBe(TENANTS);
   }, 240_000);
+});
+
+describe("GET /api/fleet on the Node server", () => {
+  it("serves every tenant's status from its own rows, read once per TTL, and 404 without a fleet", async () => {
+    db = tempDb();
+    const urls: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const url = `file:${join(db.dir, `f-${i}.db`)}`;
+      urls.push(url);
+      if (i === 2) continue; // listed, never created: unreachable
+      const client = createClient({ url, intMode: "bigint" });
+      await createCoreScopeSchema(client);
+      await insertCoreScopeRows(client, sparseTransmissions(prng(i + 1), 50));
+      client.close();
+    }
+    // The first tenant is backfilled (as a fleet run would), the second not yet.
+    const done = await runFleet({
+      urls: [urls[0]!],
+      open: openTenant,
+      settings: SETTINGS,
+      migrations: [txLastSeenBackfillV1],
+      untilDone: true,
+      owner: "fleet-test",
+    });
+    expect(done.tenants[0]?.status).toBe("done");
+    const file = join(db.dir, "fleet.txt");
+    writeFileSync(file, `# three tenants\n${urls.join("\n")}\n`);
+
+    const server = await startNodeServer({
+      env: { DATABASE_URL: `file:${join(db.dir, "own.db")}`, PORT: "0", TRICKLE_FLEET_DATABASES: file },
+      log: () => {},
+    });
+    try {
+      const response = await fetch(`${server.url}api/fleet`);
+      expect(response.status).toBe(200);
+      const body = (await response.json()) as {
+        summary: Record<string, number>;
+        tenants: {
+          database: string;
+          status: string;
+          detail: string | null;
+          migrations: { rowsProcessed: number }[];
+        }[];
+      };
+      expect(body.summary).toMatchObject({ total: 3, done: 1, pending: 1, unreachable: 1, failed: 0 });
+      expect(body.tenants.map((t) => t.status)).toEqual(["done", "pending", "unreachable"]);
+      expect(body.tenants[0]?.migrations[0]?.rowsProcessed).toBeGreaterThan(0);
+      expect(body.tenants[2]?.detail).toMatch(/no such file|unable to open|no database/i);
+      // A tenant that is listed but missing is reported, never created.
+      expect(existsSync(join(db.dir, "f-2.db"))).toBe(false);
+    } finally {
+      await server.stop();
+    }
+
+    // Without a fleet file: a 404 problem naming the setting.
+    const plain = await startNodeServer({
+      env: { DATABASE_URL: `file:${join(db.dir, "own.db")}`, PORT: "0" },
+      log: () => {},
+    });
+    try {
+      const response = await fetch(`${plain.url}api/fleet`);
+      expect(response.status).toBe(404);
+      expect(await response.json()).toMatchObject({
+        status: 404,
+        detail: expect.stringMatching(/TRICKLE_FLEET_DATABASES/),
+      });
+    } finally {
+      await plain.stop();
+    }
+    // A bad fleet file stops the start-up, naming the variable and the line.
+    writeFileSync(file, "file:a.db\nftp://nope\n");
+    await expect(
+      startNodeServer({
+        env: { DATABASE_URL: `file:${join(db.dir, "own.db")}`, PORT: "0", TRICKLE_FLEET_DATABASES: file },
+        log: () => {},
+      }),
+    ).rejects.toThrow(/TRICKLE_FLEET_DATABASES .*line 2/);
+  }, 120_000);
+
+  it("reads the tenants at most once per TTL, one read shared by concurrent callers", async () => {
+    let now = 0;
+    let reads = 0;
+    const cache = new FleetViewCache({
+      read: async () => {
+        reads++;
+        return [{ database: "file:a.db", status: "done" as const, detail: null, migrations: [] }];
+      },
+      ttlMs: 5_000,
+      now: () => now,
+    });
+    const views = await Promise.all(Array.from({ length: 20 }, () => cache.get()));
+    expect(reads).toBe(1);
+    expect(views[0]?.summary).toMatchObject({ total: 1, done: 1 });
+    now = 4_999;
+    await cache.get();
+    expect(reads).toBe(1);
+    now = 5_000;
+    await cache.get();
+    expect(reads).toBe(2);
+  });
 });

@@ -102,3 +102,51 @@ describe("rows CoreScope's Go code wrote", () => {
     expect((await h.request("POST", "/api/migrations/from_pubkey_backfill_v1/retry")).status).toBe(404);
   });
 });
+
+/**
+ * CoreScope #1735's Go reader, as corescope-facts §3 describes it: it reads `_async_migrations` itself and maps
+ * `pending_async` to running, `done` and `failed` to themselves, anything else to unknown. Its boot code re-runs
+ * the one-shot statement for any row that is not `done`.
+ */
+function coreScopeReaderStatus(stored: string): "running" | "done" | "failed" | "unknown" {
+  if (stored === "pending_async") return "running";
+  return stored === "done" || stored === "failed" ? stored : "unknown";
+}
+
+describe("CoreScope's own reader on the table trickle keeps", () => {
+  it("never sees pending_async from trickle (its boot would re-run the one-shot) and sees done at the end", async () => {
+    h = await startHarness({
+      env: { TRICKLE_SNAPSHOT_TTL_MS: "0" },
+      transmissions: 2000,
+      prepare: async (client) => {
+        await client.execute(
+          `CREATE TABLE _async_migrations (name TEXT PRIMARY KEY, status TEXT NOT NULL,
+             started_at TEXT NOT NULL DEFAULT (datetime('now')), ended_at TEXT, error TEXT)`,
+        );
+        await client.execute(
+          `INSERT INTO _async_migrations (name, status) VALUES ('${TX}', 'pending_async')`,
+        );
+      },
+    });
+    expect((await h.service.controls.tune(TX, { initialBatch: 100, maxBatch: 100 })).status).toBe("ok");
+    const stored: string[] = [];
+    const read = async () => {
+      const r = await h!.client.execute({
+        sql: "SELECT status FROM _async_migrations WHERE name = ?",
+        args: [TX],
+      });
+      stored.push(String(r.rows[0]?.status));
+    };
+    await read();
+    while ((await h.service.tick(100)).moreWork) await read();
+    await read();
+
+    // What trickle wrote while it worked: its own words, never CoreScope's pending_async.
+    expect(stored).not.toContain("pending_async");
+    expect(new Set(stored)).toEqual(new Set(["pending", "running", "done"]));
+    // So CoreScope's reader shows the run as unknown while trickle works (its banner must come from trickle,
+    // docs/corescope.md), and done at the end, which its boot code skips.
+    expect(new Set(stored.slice(0, -1).map(coreScopeReaderStatus))).toEqual(new Set(["unknown"]));
+    expect(coreScopeReaderStatus(stored.at(-1)!)).toBe("done");
+  });
+});
