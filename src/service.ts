@@ -110,6 +110,7 @@ export function createService(options: ServiceOptions): Service {
       adminToken: config.adminToken,
       cronSecret: config.cronSecret,
       sliceBudgetMs: settings.tuning.sliceBudgetMs,
+      stepTargetMs: settings.tuning.stepTargetMs,
       stuckAfterMs: settings.stuckAfterMs,
     },
     snapshots,

@@ -670,6 +670,21 @@ describe("the status page's controls", () => {
       await card.locator('button[data-action="resume"]').click();
       await expect.poll(() => card.getAttribute("data-status"), { timeout: 10_000 }).not.toBe("paused");
 
+      // The charts: the last steps' durations against the target, and rows per second within each step.
+      const durations = card.locator(".chart polyline").first();
+      await expect
+        .poll(
+          async () => ((await durations.getAttribute("points")) ?? "").split(" ").filter(Boolean).length,
+          {
+            timeout: 30_000,
+          },
+        )
+        .toBeGreaterThanOrEqual(2);
+      expect(await card.locator(".chart .caption").first().textContent()).toMatch(
+        /^\d+ steps: p50 [\d.,]+ ms, max [\d.,]+ ms \(target 10 ms\)$/,
+      );
+      expect(await card.locator(".chart line").first().getAttribute("y1")).toMatch(/^\d+(\.\d)?$/);
+
       // The token went into Authorization headers only: never a URL, never the server's output.
       expect(controlRequests.filter((url) => url.includes(TOKEN))).toEqual([]);
       expect(controlRequests.length).toBeGreaterThanOrEqual(4);

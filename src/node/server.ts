@@ -133,6 +133,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
       adminToken: config.adminToken,
       cronSecret: config.cronSecret,
       sliceBudgetMs: config.tuning.sliceBudgetMs,
+      stepTargetMs: config.tuning.stepTargetMs,
       stuckAfterMs: config.stuckAfterMs,
     },
     snapshots,
@@ -217,6 +218,9 @@ function fleetView(config: ServiceConfig): FleetViewCache | undefined {
   });
 }
 
+/** How long an idle keep-alive connection stays open, ms (what load balancers commonly expect: 60 s or more). */
+const KEEP_ALIVE_TIMEOUT_MS = 65_000;
+
 function listen(
   fetch: (request: Request) => Response | Promise<Response>,
   port: number,
@@ -225,7 +229,12 @@ function listen(
     const server = serve({ fetch, port }, (info) => {
       server.off("error", reject);
       resolve({ server: server as Server, port: info.port });
-    });
+    }) as Server;
+    // Idle keep-alive connections stay open longer than clients keep them (Node's default is 5 s, undici's
+    // pool reuses a socket for up to the server's hint minus a second): a client on a busy machine must not
+    // send a request on a socket the server is closing at that moment ("other side closed").
+    server.keepAliveTimeout = KEEP_ALIVE_TIMEOUT_MS;
+    server.headersTimeout = KEEP_ALIVE_TIMEOUT_MS + 1_000;
     server.once("error", reject);
   });
 }

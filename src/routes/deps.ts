@@ -24,6 +24,8 @@ export interface AppConfig {
   readonly sliceBudgetMs: number;
   /** A running migration whose cursor has not moved for this long is reported `stuck` (default 10 min). */
   readonly stuckAfterMs?: number;
+  /** The configured step target, ms: the line the status page draws step durations against. */
+  readonly stepTargetMs?: number;
 }
 
 export interface AppDeps {

@@ -13,6 +13,9 @@ export function perfRoutes(deps: AppDeps, stats: RequestStats): Hono {
       ...stats.report(),
       snapshotAgeMs: Math.round(ageMs),
       asyncMigrations: snapshot.migrations,
+      // The steps this process's runner committed last, per migration, for the status page's charts.
+      recentSteps: snapshot.steps ?? {},
+      stepTargetMs: deps.config.stepTargetMs ?? null,
       ...(snapshot.error !== undefined ? { asyncMigrationsError: snapshot.error } : {}),
     });
   });

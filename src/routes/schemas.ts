@@ -121,6 +121,10 @@ export const PerfSchema = z.object({
   snapshotAgeMs: z.number(),
   asyncMigrations: z.array(MigrationInfoSchema).describe("Always an array, never null."),
   asyncMigrationsError: z.string().optional().describe("Only when the state could not be read."),
+  recentSteps: z
+    .record(z.string(), z.array(z.lazy(() => StepRecordSchema)))
+    .describe("The last steps this process committed, per migration (newest last)."),
+  stepTargetMs: z.number().int().nullable().describe("The configured step target, ms."),
 });
 
 export const StepRecordSchema = z.object({

@@ -105,7 +105,7 @@ dd { margin: 2px 0 0; font-variant-numeric: tabular-nums; font-weight: 600; over
 .action[data-action="cancel"] { color: var(--bad); }
 .action:disabled { opacity: 0.55; cursor: progress; }
 .tune { display: inline-flex; flex-wrap: wrap; align-items: center; gap: 6px; font-size: 0.85rem; color: var(--muted); }
-.tune input { font: inherit; width: 5.5em; padding: 3px 6px; border: 1px solid var(--line); border-radius: 6px;
+.tune input { font: inherit; width: 6.5em; padding: 3px 6px; border: 1px solid var(--line); border-radius: 6px;
   background: var(--card); color: var(--fg); }
 .answer { margin: 8px 0 0; font-size: 0.85rem; color: var(--muted); overflow-wrap: anywhere; }
 .answer[data-ok="false"] { color: var(--bad); }
@@ -116,6 +116,13 @@ dd { margin: 2px 0 0; font-variant-numeric: tabular-nums; font-weight: 600; over
 .fleet ul { margin: 8px 0 0; padding-left: 18px; font-size: 0.88rem; }
 .fleet li { overflow-wrap: anywhere; }
 .fleet li[data-status="failed"], .fleet li[data-status="unreachable"] { color: var(--bad); }
+.charts { display: grid; grid-template-columns: repeat(auto-fit, minmax(220px, 1fr)); gap: 10px 16px; margin-top: 12px; }
+.chart { margin: 0; }
+.chart figcaption { color: var(--muted); font-size: 0.75rem; text-transform: uppercase; letter-spacing: 0.05em; }
+.chart svg { display: block; width: 100%; height: 56px; margin-top: 4px; overflow: visible; }
+.chart polyline { fill: none; stroke: var(--accent); stroke-width: 1.5; vector-effect: non-scaling-stroke; }
+.chart line { stroke: var(--warn); stroke-width: 1; stroke-dasharray: 4 3; vector-effect: non-scaling-stroke; }
+.chart .caption { margin: 2px 0 0; color: var(--muted); font-size: 0.8rem; font-variant-numeric: tabular-nums; }
 footer { margin-top: 22px; color: var(--muted); font-size: 0.8rem; text-align: center; }
 footer a { color: inherit; }
 .sr-only { position: absolute; width: 1px; height: 1px; padding: 0; margin: -1px; overflow: hidden;
@@ -338,6 +345,66 @@ const SCRIPT = String.raw`
     card.tune = tune;
   }
 
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var CHART_W = 300;
+  var CHART_H = 56;
+
+  function buildChart(title) {
+    var figure = el("figure", "chart");
+
+    figure.append(el("figcaption", "", title));
+    var svg = document.createElementNS(SVG_NS, "svg");
+    svg.setAttribute("viewBox", "0 0 " + CHART_W + " " + CHART_H);
+    svg.setAttribute("preserveAspectRatio", "none");
+    svg.setAttribute("role", "img");
+    var line = document.createElementNS(SVG_NS, "polyline");
+    var target = document.createElementNS(SVG_NS, "line");
+    svg.append(target, line);
+    var caption = el("p", "caption");
+    figure.append(svg, caption);
+    return { figure: figure, svg: svg, line: line, target: target, caption: caption };
+  }
+
+  // Draws the values left to right (oldest first) scaled to the chart, with an optional dashed target line.
+  function drawChart(chart, values, target, label) {
+    var top = Math.max.apply(null, values.concat(target !== null ? [target * 1.25] : [])) || 1;
+    var y = function (v) { return (CHART_H - (v / top) * CHART_H).toFixed(1); };
+    var step = values.length > 1 ? CHART_W / (values.length - 1) : 0;
+    chart.line.setAttribute("points", values.map(function (v, i) { return (i * step).toFixed(1) + "," + y(v); }).join(" "));
+    chart.target.hidden = target === null;
+    if (target !== null) {
+      chart.target.setAttribute("x1", "0");
+      chart.target.setAttribute("x2", String(CHART_W));
+      chart.target.setAttribute("y1", y(target));
+      chart.target.setAttribute("y2", y(target));
+    }
+    chart.svg.setAttribute("aria-label", label);
+    chart.caption.textContent = label;
+  }
+
+  function quantile(sorted, q) {
+    return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : 0;
+  }
+
+  // The last steps this process committed: their durations against the target, and rows per second within each.
+  function updateCharts(card, steps, targetMs) {
+    var list = Array.isArray(steps) ? steps.filter(function (s) { return s && toNumber(s.durationMs) !== null; }) : [];
+    card.charts.hidden = list.length < 2;
+    if (list.length < 2) return;
+    var durations = list.map(function (s) { return toNumber(s.durationMs); });
+    var sorted = durations.slice().sort(function (a, b) { return a - b; });
+    var target = toNumber(targetMs);
+    drawChart(card.durationChart, durations, target,
+      list.length + " steps: p50 " + rateFormat.format(quantile(sorted, 0.5)) + " ms, max " + rateFormat.format(sorted[sorted.length - 1]) +
+      " ms" + (target !== null ? " (target " + intFormat.format(target) + " ms)" : ""));
+    var rates = list.map(function (s) {
+      var ms = toNumber(s.durationMs);
+      var rows = toNumber(s.rows);
+      return ms > 0 && rows !== null ? rows / (ms / 1000) : 0;
+    });
+    drawChart(card.rateChart, rates, null, "last " + intFormat.format(rates[rates.length - 1]) + " rows/s while stepping");
+  }
+
   function buildCard() {
     var card = el("article", "card");
     var head = el("div", "card-head");
@@ -371,13 +438,19 @@ const SCRIPT = String.raw`
       fields[f[0]] = { wrap: wrap, value: dd };
     });
     var note = el("p", "note");
+    var charts = el("div", "charts");
+    var durationChart = buildChart("Step duration");
+    var rateChart = buildChart("Rows per second");
+    charts.append(durationChart.figure, rateChart.figure);
+    charts.hidden = true;
     var actions = el("div", "actions");
     var answer = el("p", "answer");
     answer.setAttribute("role", "status");
     answer.hidden = true;
-    card.append(head, bar, rows, stats, note, actions, answer);
+    card.append(head, bar, rows, stats, note, charts, actions, answer);
     var built = { card: card, name: name, badge: badge, pct: pct, bar: bar, fill: fill, rows: rows, fields: fields, note: note,
-      stuck: stuck, throttled: throttled, actions: actions, answer: answer };
+      stuck: stuck, throttled: throttled, actions: actions, answer: answer, charts: charts, durationChart: durationChart,
+      rateChart: rateChart };
     buildActions(built);
     return built;
   }
@@ -463,7 +536,7 @@ const SCRIPT = String.raw`
     card.card.dataset.owned = item.owned === false ? "false" : "true";
   }
 
-  function renderList(items) {
+  function renderList(items, recentSteps, targetMs) {
     var seen = new Set();
     items.forEach(function (item, index) {
       var key = String(item.name);
@@ -474,6 +547,7 @@ const SCRIPT = String.raw`
         cards.set(key, card);
       }
       updateCard(card, item);
+      updateCharts(card, recentSteps[key], targetMs);
       if (listEl.children[index] !== card.card) listEl.insertBefore(card.card, listEl.children[index] || null);
     });
     cards.forEach(function (card, key) {
@@ -604,7 +678,8 @@ const SCRIPT = String.raw`
       overallEl.dataset.state = state[0];
       overallEl.textContent = state[1];
       showAlert(uniqueErrors);
-      renderList(items);
+      var perfData = perf.error ? null : perf.value.data;
+      renderList(items, (perfData && perfData.recentSteps) || {}, perfData ? perfData.stepTargetMs : null);
       updatedEl.textContent = "Updated " + formatTime(new Date().toISOString());
       delete updatedEl.dataset.paused;
       announce(state[1] + ". " + items.map(function (i) { return String(i.name) + ": " + statusOf(i); }).join(", "));

@@ -128,6 +128,7 @@ function buildService(env: WorkerEnv, available: readonly MigrationDefinition[])
       adminToken: config.adminToken,
       cronSecret: config.cronSecret,
       sliceBudgetMs: config.tuning.sliceBudgetMs,
+      stepTargetMs: config.tuning.stepTargetMs,
       stuckAfterMs: config.stuckAfterMs,
     },
     snapshots: service.snapshots,

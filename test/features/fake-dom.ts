@@ -121,6 +121,7 @@ export async function runScript(
     baseURI: "http://app.test/",
     currentScript: { src: "http://app.test/warmup-banner.js", getAttribute: () => null },
     createElement: (tag: string) => new FakeElement(tag),
+    createElementNS: (_namespace: string, tag: string) => new FakeElement(tag),
     getElementById: (id: string) => byId.get(id) ?? null,
     addEventListener: () => {},
   };
