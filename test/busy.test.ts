@@ -107,14 +107,17 @@ async function expectFinishedExactly(monitor: Client, events: readonly RunnerEve
 describe("another process holds the write lock for seconds", () => {
   it("a runner in the middle of a slice backs off with SQLITE_BUSY visible and finishes exactly afterwards", async () => {
     const { monitor, runner, events } = await setup();
+    // The application is up before the run starts and takes the lock when told: mid-run, however long a process
+    // takes to start on this machine. It holds the lock until the runner was seen backing off: sized by what
+    // happened, not by how long the lock was held.
+    const take = join(db.dir, "take");
+    const release = join(db.dir, "release");
+    const holder = spawnLockHolder("app", { dbPath: db.path, startFile: take, untilFile: release });
+    await holder.waitForLine((l) => l.type === "waiting", 60_000);
     const run = runner.runUntilDone({ signal: abort.signal, idleWaitMs: 20 });
     run.catch(() => {}); // awaited below; a rejection before that must not go unhandled
     await waitUntil("three steps", () => events.filter((e) => e.type === "step").length >= 3, 20_000);
-
-    // Held until the runner was seen backing off, however slowly this process gets to look: sized by what
-    // happened, not by how long the lock was held.
-    const release = join(db.dir, "release");
-    const holder = spawnLockHolder("app", { dbPath: db.path, untilFile: release });
+    writeFileSync(take, "");
     await holder.waitForLine((l) => l.type === "locked", 20_000);
     const eventsWhenLocked = events.length;
     const busyRetries = () =>
