@@ -22,7 +22,6 @@ export class FleetViewCache implements FleetSource {
   readonly #now: () => number;
   #current: FleetView | undefined;
   #inFlight: Promise<FleetView> | undefined;
-  #reads = 0;
 
   /** `read` never throws for one tenant: an unreachable tenant is a report (see `fleetStatus`). */
   constructor(options: { read: () => Promise<TenantReport[]>; ttlMs: number; now?: () => number }) {
@@ -31,16 +30,10 @@ export class FleetViewCache implements FleetSource {
     this.#now = options.now ?? Date.now;
   }
 
-  /** Reads of the fleet started so far. */
-  get reads(): number {
-    return this.#reads;
-  }
-
   get(): Promise<FleetView> {
     const current = this.#current;
     if (current && this.#now() - current.takenAt < this.#ttlMs) return Promise.resolve(current);
     if (this.#inFlight) return this.#inFlight;
-    this.#reads++;
     const reading: Promise<FleetView> = Promise.resolve()
       .then(() => this.#read())
       .then((tenants) => {

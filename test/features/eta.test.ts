@@ -243,6 +243,21 @@ describe("verification is recorded and shown", () => {
   });
 });
 
+/** The elements the status page looks up by id. */
+const STATUS_PAGE_IDS = [
+  "migrations",
+  "overall",
+  "alert",
+  "updated",
+  "live",
+  "refresh",
+  "token-form",
+  "token",
+  "token-state",
+  "forget",
+  "fleet",
+];
+
 describe("status page and banner show the band", () => {
   const item = (overrides: Partial<MigrationInfo>): MigrationInfo => ({
     name: "tx_last_seen_backfill_v1",
@@ -309,19 +324,7 @@ describe("status page and banner show the band", () => {
       script,
       { "/api/perf": perf, "/api/healthz": health(perf.asyncMigrations) },
       {
-        ids: [
-          "migrations",
-          "overall",
-          "alert",
-          "updated",
-          "live",
-          "refresh",
-          "token-form",
-          "token",
-          "token-state",
-          "forget",
-          "fleet",
-        ],
+        ids: STATUS_PAGE_IDS,
       },
     );
     const cards = byId.get("migrations")!.children;
@@ -348,19 +351,7 @@ describe("status page and banner show the band", () => {
       script,
       { "/admin/trickle/api/perf": perf, "/admin/trickle/api/healthz": health(perf.asyncMigrations) },
       {
-        ids: [
-          "migrations",
-          "overall",
-          "alert",
-          "updated",
-          "live",
-          "refresh",
-          "token-form",
-          "token",
-          "token-state",
-          "forget",
-          "fleet",
-        ],
+        ids: STATUS_PAGE_IDS,
         pathname: "/admin/trickle",
       },
     );

@@ -46,6 +46,10 @@ describe("CoreScope's field names", () => {
   });
 });
 
+/** `_async_migrations` as CoreScope's ingestor creates it: five columns, `datetime('now')` times. */
+const CORESCOPE_STATE_TABLE = `CREATE TABLE _async_migrations (name TEXT PRIMARY KEY, status TEXT NOT NULL,
+  started_at TEXT NOT NULL DEFAULT (datetime('now')), ended_at TEXT, error TEXT)`;
+
 describe("rows CoreScope's Go code wrote", () => {
   it("are adopted where trickle runs them and shown read-only where it does not, failures included", async () => {
     h = await startHarness({
@@ -55,8 +59,7 @@ describe("rows CoreScope's Go code wrote", () => {
       prepare: async (client) => {
         await client.batch(
           [
-            `CREATE TABLE _async_migrations (name TEXT PRIMARY KEY, status TEXT NOT NULL,
-               started_at TEXT NOT NULL DEFAULT (datetime('now')), ended_at TEXT, error TEXT)`,
+            CORESCOPE_STATE_TABLE,
             `INSERT INTO _async_migrations (name, status) VALUES ('${TX}', 'pending_async')`,
             `INSERT INTO _async_migrations (name, status, ended_at, error)
                VALUES ('from_pubkey_backfill_v1', 'failed', datetime('now'), 'boom: disk I/O error')`,
@@ -119,10 +122,7 @@ describe("CoreScope's own reader on the table trickle keeps", () => {
       env: { TRICKLE_SNAPSHOT_TTL_MS: "0" },
       transmissions: 2000,
       prepare: async (client) => {
-        await client.execute(
-          `CREATE TABLE _async_migrations (name TEXT PRIMARY KEY, status TEXT NOT NULL,
-             started_at TEXT NOT NULL DEFAULT (datetime('now')), ended_at TEXT, error TEXT)`,
-        );
+        await client.execute(CORESCOPE_STATE_TABLE);
         await client.execute(
           `INSERT INTO _async_migrations (name, status) VALUES ('${TX}', 'pending_async')`,
         );
