@@ -4,13 +4,15 @@
  *
  * Routes live in src/routes/ as feature sub-apps. Every response carries secure headers; every error is a
  * problem-details body (src/routes/problem.ts): `HTTPException` keeps its status, anything unexpected becomes a
- * 500 without stack or details, an unknown path a 404, a known path with another method a 405 with `Allow`.
+ * 500 without stack or details, an unknown path a 404, a declared path with another method a 405 with `Allow`.
+ * Every route is declared once in src/routes/api.ts (method, path, query, body, answers).
  */
 import { Hono } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { secureHeaders } from "hono/secure-headers";
 import { classifyError } from "./engine/errors.ts";
 import { RequestStats } from "./progress/request-stats.ts";
+import { routesAt } from "./routes/api.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { fleetRoutes } from "./routes/fleet.ts";
 import { healthRoutes } from "./routes/health.ts";
@@ -42,10 +44,10 @@ export function createApp(deps: AppDeps): Hono {
   app.route("/", tickRoutes(deps));
   app.route("/", fleetRoutes(deps));
 
-  const allowed = allowedMethods(app);
   app.notFound((c) => {
-    // A known path with another method: 405 naming the methods it has.
-    const methods = allowed(c.req.path);
+    // A declared path with another method: 405 naming the methods it has (GET implies HEAD).
+    const methods: string[] = [...new Set(routesAt(c.req.path).flatMap((r) => r.methods))];
+    if (methods.includes("GET")) methods.push("HEAD");
     if (methods.length === 0) return problem(c, 404, "not found");
     c.header("Allow", methods.join(", "));
     return problem(c, 405, `${c.req.method} is not allowed here; use ${methods.join(" or ")}`);
@@ -62,34 +64,4 @@ export function createApp(deps: AppDeps): Hono {
     return problem(c, 500, "internal error");
   });
   return app;
-}
-
-/**
- * The methods `app` serves on a path, from its route table (built once, on first use, when every route is
- * registered): `:param` matches one path segment, `*` anything. GET implies HEAD.
- */
-function allowedMethods(app: Hono): (path: string) => string[] {
-  let table: { pattern: RegExp; method: string }[] | undefined;
-  return (path) => {
-    table ??= app.routes
-      .filter((r) => r.method !== "ALL")
-      .map((r) => ({
-        method: r.method,
-        pattern: new RegExp(
-          `^${r.path
-            .split("/")
-            .map((part) =>
-              part.startsWith(":")
-                ? "[^/]+"
-                : part === "*"
-                  ? ".*"
-                  : part.replace(/[.*+?^${}()|[\]\\]/g, "\\$&"),
-            )
-            .join("/")}/?$`,
-        ),
-      }));
-    const methods = new Set(table.filter((r) => r.pattern.test(path)).map((r) => r.method));
-    if (methods.has("GET")) methods.add("HEAD");
-    return [...methods];
-  };
 }

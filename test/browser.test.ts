@@ -598,6 +598,10 @@ describe("the status page's controls", () => {
       ...SLOW_BACKFILL_ENV,
       ADMIN_TOKEN: TOKEN,
       TRICKLE_FLEET_DATABASES: fleetFile,
+      // A probe the application might run, with a limit it stays under: the page draws its latency.
+      TRICKLE_PROBE_SQL: "SELECT COUNT(*) FROM transmissions WHERE last_seen > 0",
+      TRICKLE_PROBE_MAX_MS: "60000",
+      TRICKLE_PROBE_EVERY_MS: "0",
     });
     try {
       await waitForHealth(server, (m) => m?.status === "running");
@@ -684,6 +688,12 @@ describe("the status page's controls", () => {
         /^\d+ steps: p50 [\d.,]+ ms, max [\d.,]+ ms \(target 10 ms\)$/,
       );
       expect(await card.locator(".chart line").first().getAttribute("y1")).toMatch(/^\d+(\.\d)?$/);
+      // The probe's latency against its limit.
+      const probeChart = card.locator(".chart").nth(2);
+      await expect.poll(() => probeChart.isVisible(), { timeout: 30_000 }).toBe(true);
+      expect(await probeChart.locator(".caption").textContent()).toMatch(
+        /^\d+ probes: last [\d.,]+ ms, max [\d.,]+ ms \(limit 60,000 ms\)$/,
+      );
 
       // The token went into Authorization headers only: never a URL, never the server's output.
       expect(controlRequests.filter((url) => url.includes(TOKEN))).toEqual([]);

@@ -67,6 +67,14 @@ export type RunnerEvent =
     }
   /** A migration that depends on others waits for them (`reason` names them and their status). */
   | { readonly type: "blocked"; readonly name: string; readonly reason: string }
+  /** The throttle's probe query ran (`ok` false: it failed); `limitMs` is the latency that holds the work back. */
+  | {
+      readonly type: "probe";
+      readonly name: string;
+      readonly durationMs: number;
+      readonly limitMs: number;
+      readonly ok: boolean;
+    }
   /** A throttle signal tripped; the migration holds back until `untilMs` (wall clock). */
   | {
       readonly type: "throttled";

@@ -99,6 +99,7 @@ export class Runner {
       })),
       now: () => this.#clock.now(),
       wallNow: wallClock,
+      onProbe: (sample) => this.#emit({ type: "probe", ...sample }),
     });
     if (options.onEvent) this.#listeners.add(options.onEvent);
     this.#ctx = {

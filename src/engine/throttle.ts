@@ -61,6 +61,14 @@ export interface QuietWindow {
 
 export type ThrottleSignal = "busy" | "probe" | "quiet-hours";
 
+/** One run of a probe query: how long it took against its limit, and whether it answered. */
+export interface ProbeSample {
+  readonly name: string;
+  readonly durationMs: number;
+  readonly limitMs: number;
+  readonly ok: boolean;
+}
+
 export interface ThrottleDecision {
   readonly signal: ThrottleSignal;
   readonly policy: "backoff" | "hold";
@@ -203,6 +211,7 @@ export class Throttle {
   readonly #wallNow: () => number;
   readonly #busy = new Map<string, BusyWindow>();
   readonly #probedAt = new Map<string, number>();
+  readonly #onProbe: ((sample: ProbeSample) => void) | undefined;
 
   constructor(options: {
     readonly config: ThrottleConfig;
@@ -215,6 +224,8 @@ export class Throttle {
     /** Monotonic ms (probe timing) and wall-clock ms (windows, until). */
     readonly now: () => number;
     readonly wallNow: () => number;
+    /** Told of every probe run (the status page draws the probe's latency). */
+    readonly onProbe?: (sample: ProbeSample) => void;
   }) {
     this.#config = checkThrottleConfig(options.config, "throttle");
     const global =
@@ -228,6 +239,7 @@ export class Throttle {
     );
     this.#now = options.now;
     this.#wallNow = options.wallNow;
+    this.#onProbe = options.onProbe;
   }
 
   /** Records one step attempt (or lease attempt) of `name`; `errorCode` when it failed. */
@@ -287,15 +299,18 @@ export class Throttle {
       const policy = probe.policy ?? DEFAULT_BACKOFF;
       const began = this.#now();
       let problem: string | undefined;
+      let ok = true;
       try {
         await execute(probe.sql);
         const ms = this.#now() - began;
         if (ms > probe.maxMs) problem = `probe query took ${Math.round(ms)} ms (limit ${probe.maxMs} ms)`;
       } catch (thrown) {
+        ok = false;
         const error = classifyError(thrown);
         // A busy or unreachable database shows up in the steps themselves; a broken probe holds back (fail safe).
         if (error.kind === "deterministic") problem = `probe query failed: ${error.message}`;
       }
+      this.#onProbe?.({ name, durationMs: this.#now() - began, limitMs: probe.maxMs, ok });
       if (problem) {
         return {
           signal: "probe",

@@ -83,15 +83,13 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   let fromWorker: Snapshot | undefined;
   const snapshots = new SnapshotCache({
     ttlMs: config.snapshotTtlMs,
-    // While the worker is idle it publishes nothing; read here, keeping the step history it last sent.
+    // While the worker is idle it publishes nothing; read here, keeping the activity it last sent.
     read: async () =>
       buildSnapshot(await store.list(), {
         names,
         takenAt: Date.now(),
         stuckAfterMs: config.stuckAfterMs,
-        ...(fromWorker?.steps ? { steps: fromWorker.steps } : {}),
-        ...(fromWorker?.stepHistogram ? { stepHistogram: fromWorker.stepHistogram } : {}),
-        ...(fromWorker?.counters ? { counters: fromWorker.counters } : {}),
+        activity: fromWorker?.activity,
       }),
   });
 

@@ -135,6 +135,17 @@ export interface RunnerCounters {
   readonly quarantined: number;
 }
 
+/** One run of the throttle's probe query (the status page draws its latency against the limit). */
+export interface ProbeRecord {
+  /** Wall-clock time of the run, ISO-8601. */
+  readonly at: string;
+  readonly durationMs: number;
+  /** The latency above which the run holds back. */
+  readonly limitMs: number;
+  /** False when the probe query failed. */
+  readonly ok: boolean;
+}
+
 /** A Prometheus-style histogram of step durations for one migration (cumulative per bucket). */
 export interface StepHistogram {
   /** Count of steps with duration ≤ each `STEP_DURATION_BUCKETS` entry (same order, cumulative). */
@@ -149,10 +160,18 @@ export interface Snapshot {
   readonly migrations: readonly MigrationInfo[];
   /** Set when the state could not be read; the snapshot then fails closed (see `isMigrationRunning`). */
   readonly error?: string;
-  /** Recent steps per migration, newest last (only where a runner published them). */
-  readonly steps?: Readonly<Record<string, readonly StepRecord[]>>;
-  readonly stepHistogram?: Readonly<Record<string, StepHistogram>>;
-  readonly counters?: Readonly<Record<string, RunnerCounters>>;
+  /** What this process's runner did (only where a runner published it). */
+  readonly activity?: RunnerActivity;
+}
+
+/** What this process's runner did, per migration, since the process started. */
+export interface RunnerActivity {
+  /** The last committed steps, newest last. */
+  readonly steps: Readonly<Record<string, readonly StepRecord[]>>;
+  /** The last probe runs, newest last (only where a probe is configured). */
+  readonly probes: Readonly<Record<string, readonly ProbeRecord[]>>;
+  readonly stepHistogram: Readonly<Record<string, StepHistogram>>;
+  readonly counters: Readonly<Record<string, RunnerCounters>>;
 }
 
 const KNOWN = new Set<string>(REPORTED_STATUSES.filter((s) => s !== "unknown"));
@@ -281,9 +300,7 @@ export function buildSnapshot(
     readonly names: readonly string[];
     readonly takenAt: number;
     readonly runnerState?: readonly RunnerMigrationState[];
-    readonly steps?: Readonly<Record<string, readonly StepRecord[]>>;
-    readonly stepHistogram?: Readonly<Record<string, StepHistogram>>;
-    readonly counters?: Readonly<Record<string, RunnerCounters>>;
+    readonly activity?: RunnerActivity | undefined;
     /** See `TRICKLE_STUCK_AFTER_MS`. */
     readonly stuckAfterMs?: number;
   },
@@ -304,9 +321,7 @@ export function buildSnapshot(
   return {
     takenAt: options.takenAt,
     migrations,
-    ...(options.steps ? { steps: options.steps } : {}),
-    ...(options.stepHistogram ? { stepHistogram: options.stepHistogram } : {}),
-    ...(options.counters ? { counters: options.counters } : {}),
+    ...(options.activity ? { activity: options.activity } : {}),
   };
 }
 
@@ -325,13 +340,14 @@ export function isMigrationRunning(snapshot: Snapshot): boolean {
 }
 
 /**
- * Keeps what a runner did from its events: the last steps and a duration histogram per migration, and the
- * counters `/metrics` serves. Memory is bounded: `historySize` steps per migration, one histogram and one set of
- * counters per migration.
+ * Keeps what a runner did from its events: the last steps and probe runs, a step-duration histogram and the
+ * counters `/metrics` serves, per migration. Memory is bounded: `historySize` steps and probe runs per migration,
+ * one histogram and one set of counters per migration.
  */
-export class StepRecorder {
+export class ActivityRecorder {
   readonly #historySize: number;
-  readonly #history = new Map<string, StepRecord[]>();
+  readonly #steps = new Map<string, StepRecord[]>();
+  readonly #probes = new Map<string, ProbeRecord[]>();
   readonly #histograms = new Map<string, { buckets: number[]; count: number; sumSeconds: number }>();
   readonly #counters = new Map<string, Mutable<RunnerCounters> & { retries: Record<string, number> }>();
 
@@ -342,7 +358,15 @@ export class StepRecorder {
   /** Takes any runner event; the ones that matter here are counted or recorded. */
   record(event: RunnerEvent): void {
     if (event.type === "step") this.#step(event);
-    else if (event.type === "retrying") {
+    else if (event.type === "probe") {
+      const { durationMs, limitMs, ok } = event;
+      this.#remember(this.#probes, event.name, {
+        at: new Date().toISOString(),
+        durationMs: round(durationMs, 3),
+        limitMs,
+        ok,
+      });
+    } else if (event.type === "retrying") {
       const counters = this.#countersOf(event.name);
       counters.retries[event.code] = (counters.retries[event.code] ?? 0) + 1;
       if (/^SQLITE_(BUSY|LOCKED)/.test(event.code)) counters.busyWaits++;
@@ -350,36 +374,40 @@ export class StepRecorder {
     else if (event.type === "quarantined") this.#countersOf(event.name).quarantined++;
   }
 
-  history(): Record<string, StepRecord[]> {
-    return Object.fromEntries([...this.#history].map(([name, list]) => [name, [...list]]));
+  /** A copy of everything recorded. */
+  activity(): RunnerActivity {
+    const lists = <T>(map: Map<string, T[]>) =>
+      Object.fromEntries([...map].map(([name, list]) => [name, [...list]]));
+    return {
+      steps: lists(this.#steps),
+      probes: lists(this.#probes),
+      stepHistogram: Object.fromEntries(
+        [...this.#histograms].map(([name, h]) => [
+          name,
+          { buckets: [...h.buckets], count: h.count, sumSeconds: h.sumSeconds },
+        ]),
+      ),
+      counters: Object.fromEntries(
+        [...this.#counters].map(([name, c]) => [name, { ...c, retries: { ...c.retries } }]),
+      ),
+    };
   }
 
-  histograms(): Record<string, StepHistogram> {
-    return Object.fromEntries(
-      [...this.#histograms].map(([name, h]) => [
-        name,
-        { buckets: [...h.buckets], count: h.count, sumSeconds: h.sumSeconds },
-      ]),
-    );
-  }
-
-  counters(): Record<string, RunnerCounters> {
-    return Object.fromEntries(
-      [...this.#counters].map(([name, c]) => [name, { ...c, retries: { ...c.retries } }]),
-    );
+  #remember<T>(map: Map<string, T[]>, name: string, record: T): void {
+    const list = map.get(name) ?? [];
+    list.push(record);
+    if (list.length > this.#historySize) list.splice(0, list.length - this.#historySize);
+    map.set(name, list);
   }
 
   #step(step: Extract<RunnerEvent, { type: "step" }>): void {
-    const list = this.#history.get(step.name) ?? [];
-    list.push({
+    this.#remember(this.#steps, step.name, {
       at: new Date().toISOString(),
       batchSize: step.batchSize,
       rows: jsonInteger(step.rows),
       rowsProcessed: jsonInteger(step.rowsProcessed),
       durationMs: round(step.durationMs, 3),
     });
-    if (list.length > this.#historySize) list.splice(0, list.length - this.#historySize);
-    this.#history.set(step.name, list);
 
     const seconds = step.durationMs / 1000;
     const h = this.#histograms.get(step.name) ?? {
@@ -526,7 +554,7 @@ export async function readSnapshot(
     readonly names: readonly string[];
     readonly now: () => number;
     readonly stuckAfterMs?: number | undefined;
-    readonly recorder?: StepRecorder | undefined;
+    readonly recorder?: ActivityRecorder | undefined;
   },
 ): Promise<Snapshot> {
   const rows = await runner.store.list();
@@ -535,9 +563,7 @@ export async function readSnapshot(
     names: options.names,
     takenAt: options.now(),
     runnerState: runner.state(),
-    ...(recorder
-      ? { steps: recorder.history(), stepHistogram: recorder.histograms(), counters: recorder.counters() }
-      : {}),
+    ...(recorder ? { activity: recorder.activity() } : {}),
     ...(stuckAfterMs !== undefined ? { stuckAfterMs } : {}),
   });
 }
@@ -563,7 +589,7 @@ const STATUS_EVENTS: ReadonlySet<RunnerEvent["type"]> = new Set([
  * fall back to their cache's own reads, once per TTL at most.
  */
 export class SnapshotPublisher {
-  readonly recorder: StepRecorder;
+  readonly recorder: ActivityRecorder;
   readonly #runner: PublishingRunner;
   readonly #names: readonly string[];
   readonly #publish: (snapshot: Snapshot) => void;
@@ -583,7 +609,7 @@ export class SnapshotPublisher {
     publish: (snapshot: Snapshot) => void;
     minIntervalMs?: number;
     now?: () => number;
-    recorder?: StepRecorder;
+    recorder?: ActivityRecorder;
     stuckAfterMs?: number;
   }) {
     this.#stuckAfterMs = options.stuckAfterMs;
@@ -592,7 +618,7 @@ export class SnapshotPublisher {
     this.#publish = options.publish;
     this.#minIntervalMs = options.minIntervalMs ?? 200;
     this.#now = options.now ?? Date.now;
-    this.recorder = options.recorder ?? new StepRecorder();
+    this.recorder = options.recorder ?? new ActivityRecorder();
     this.#unsubscribe = this.#runner.on((event) => this.#onEvent(event));
   }
 

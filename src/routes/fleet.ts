@@ -1,12 +1,14 @@
 /** `GET /api/fleet`: where every tenant of the configured fleet stands, from a cached read (src/fleet/view.ts). */
 import { Hono } from "hono";
 import { jsonInteger } from "../progress/snapshot.ts";
+import { ROUTES } from "./api.ts";
 import type { AppDeps } from "./deps.ts";
+import { mounter } from "./mount.ts";
 import { problem } from "./problem.ts";
 
 export function fleetRoutes(deps: AppDeps): Hono {
   const app = new Hono();
-  app.get("/api/fleet", async (c) => {
+  mounter(deps)(app, ROUTES.fleet, async (c) => {
     if (!deps.fleet)
       return problem(c, 404, "no fleet is configured here (TRICKLE_FLEET_DATABASES names a fleet file)");
     const view = await deps.fleet.get();

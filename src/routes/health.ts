@@ -1,11 +1,13 @@
 /** `GET /api/healthz`: readiness and migration progress for load balancers and the warm-up banner. */
 import { Hono } from "hono";
 import { isMigrationRunning } from "../progress/snapshot.ts";
+import { ROUTES } from "./api.ts";
 import type { AppDeps } from "./deps.ts";
+import { mounter } from "./mount.ts";
 
 export function healthRoutes(deps: AppDeps): Hono {
   const app = new Hono();
-  app.get("/api/healthz", async (c) => {
+  mounter(deps)(app, ROUTES.healthz, async (c) => {
     const { snapshot, ageMs } = await deps.snapshots.get();
     const running = isMigrationRunning(snapshot);
     const failed = snapshot.migrations.some((m) => m.status === "failed");

@@ -6,11 +6,13 @@ import {
   type ServedSnapshot,
   STEP_DURATION_BUCKETS,
 } from "../progress/snapshot.ts";
+import { ROUTES } from "./api.ts";
 import type { AppDeps } from "./deps.ts";
+import { mounter } from "./mount.ts";
 
 export function metricsRoutes(deps: AppDeps): Hono {
   const app = new Hono();
-  app.get("/metrics", async (c) => {
+  mounter(deps)(app, ROUTES.metrics, async (c) => {
     const served = await deps.snapshots.get();
     c.header("Cache-Control", "no-store");
     // Always 200: a scrape that fails would hide the error gauge that says why.
@@ -121,7 +123,7 @@ export function renderMetrics({ snapshot, ageMs }: ServedSnapshot): string {
     (m) => m.etaHighSeconds,
   );
 
-  const counters = Object.entries(snapshot.counters ?? {});
+  const counters = Object.entries(snapshot.activity?.counters ?? {});
   const counter = (name: string, help: string, value: (c: RunnerCounters) => number) => {
     family(name, "counter", help);
     for (const [migration, c] of counters) lines.push(`${name}${labels({ migration })} ${value(c)}`);
@@ -153,7 +155,7 @@ export function renderMetrics({ snapshot, ageMs }: ServedSnapshot): string {
   );
 
   family("trickle_step_duration_seconds", "histogram", "Duration of the steps this process committed.");
-  for (const [name, h] of Object.entries(snapshot.stepHistogram ?? {})) {
+  for (const [name, h] of Object.entries(snapshot.activity?.stepHistogram ?? {})) {
     STEP_DURATION_BUCKETS.forEach((le, i) => {
       lines.push(
         `trickle_step_duration_seconds_bucket${labels({ migration: name, le: String(le) })} ${h.buckets[i] ?? 0}`,

@@ -9,19 +9,10 @@
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { CONTROL_ACTIONS } from "../engine/controls.ts";
 import { jsonInteger, jsonIntegerOrNull, migrationInfo } from "../progress/snapshot.ts";
-import { requireBearer } from "./auth.ts";
+import { ROUTES } from "./api.ts";
 import type { AppDeps } from "./deps.ts";
+import { mounter } from "./mount.ts";
 import { invalidRequest, problem } from "./problem.ts";
-import {
-  ActionBodySchema,
-  DetailQuerySchema,
-  DryRunBodySchema,
-  EmptyQuerySchema,
-  FailureRetryBodySchema,
-  FailuresQuerySchema,
-  TuningPatchSchema,
-} from "./schemas.ts";
-import { limitBody, validate } from "./validation.ts";
 
 const DEFAULT_RECENT_STEPS = 20;
 
@@ -30,32 +21,30 @@ export function migrationRoutes(deps: AppDeps): Hono {
   const { controls } = deps;
   const now = deps.now ?? Date.now;
   const info = deps.config.stuckAfterMs === undefined ? {} : { stuckAfterMs: deps.config.stuckAfterMs };
-  const auth = requireBearer(() => deps.config.adminToken, "control API disabled");
-  const limit = limitBody();
-  app.use("/api/migrations", auth, limit);
-  app.use("/api/migrations/*", auth, limit);
 
+  const nameOf = (c: Context) => c.req.param("name") ?? "";
   const unknown = (c: Context) => problem(c, 404, "unknown migration", { field: "name" });
   /** 404 for a `:name` this service does not register, before anything else is read. */
   const known: MiddlewareHandler = async (c, next) => {
-    if (!controls.names.includes(c.req.param("name") ?? "")) return unknown(c);
+    if (!controls.names.includes(nameOf(c))) return unknown(c);
     await next();
   };
+  const mount = mounter(deps, { name: known });
 
-  app.get("/api/migrations", validate({ query: EmptyQuerySchema }), async (c) => {
+  mount(app, ROUTES.list, async (c) => {
     const rows = await controls.list();
     const t = now();
     return c.json({ migrations: rows.map((row) => migrationInfo(row, t, undefined, info)) });
   });
 
-  app.get("/api/migrations/:name", known, validate({ query: DetailQuerySchema }), async (c) => {
-    const name = c.req.param("name");
+  mount(app, ROUTES.detail, async (c) => {
+    const name = nameOf(c);
     const row = await controls.get(name);
     const definition = controls.definition(name);
     if (!row || !definition) return unknown(c);
     const { snapshot } = await deps.snapshots.get();
     const count = c.var.query.steps ?? DEFAULT_RECENT_STEPS;
-    const steps = snapshot.steps?.[name] ?? [];
+    const steps = snapshot.activity?.steps[name] ?? [];
     return c.json({
       migration: migrationInfo(row, now(), undefined, info),
       description: definition.definition.description,
@@ -76,9 +65,8 @@ export function migrationRoutes(deps: AppDeps): Hono {
   });
 
   for (const action of CONTROL_ACTIONS) {
-    const checked = validate({ query: EmptyQuerySchema, body: ActionBodySchema.optional() });
-    app.post(`/api/migrations/:name/${action}`, known, checked, async (c) => {
-      const name = c.req.param("name");
+    mount(app, ROUTES[action], async (c) => {
+      const name = nameOf(c);
       const result = await controls.act(name, action, c.var.body?.note);
       if (result.status === "not-found") return unknown(c);
       if (result.status === "conflict")
@@ -94,9 +82,8 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   }
 
-  const dryRunChecked = validate({ query: EmptyQuerySchema, body: DryRunBodySchema.optional() });
-  app.post("/api/migrations/:name/dry-run", known, dryRunChecked, async (c) => {
-    const name = c.req.param("name");
+  mount(app, ROUTES.dryRun, async (c) => {
+    const name = nameOf(c);
     const { note: _note, ...options } = c.var.body ?? {};
     const report = await controls.dryRun(name, options);
     if (!report) return unknown(c);
@@ -128,8 +115,8 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   });
 
-  app.get("/api/migrations/:name/failures", known, validate({ query: FailuresQuerySchema }), async (c) => {
-    const name = c.req.param("name");
+  mount(app, ROUTES.failures, async (c) => {
+    const name = nameOf(c);
     const failures = await controls.failures(name, { includeResolved: c.var.query.resolved === "include" });
     const row = await controls.get(name);
     if (!failures || !row) return unknown(c);
@@ -149,9 +136,8 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   });
 
-  const retryChecked = validate({ query: EmptyQuerySchema, body: FailureRetryBodySchema.optional() });
-  app.post("/api/migrations/:name/failures/retry", known, retryChecked, async (c) => {
-    const name = c.req.param("name");
+  mount(app, ROUTES.retryFailures, async (c) => {
+    const name = nameOf(c);
     const result = await controls.retryFailures(name, c.var.body?.keys, c.var.body?.note);
     if (result.status === "not-found") return unknown(c);
     const appliesWhen =
@@ -161,9 +147,8 @@ export function migrationRoutes(deps: AppDeps): Hono {
     return c.json({ name, requested: result.requested, from: result.from, to: result.to, appliesWhen });
   });
 
-  const tuneChecked = validate({ query: EmptyQuerySchema, body: TuningPatchSchema });
-  app.patch("/api/migrations/:name", known, tuneChecked, async (c) => {
-    const name = c.req.param("name");
+  mount(app, ROUTES.tune, async (c) => {
+    const name = nameOf(c);
     const result = await controls.tune(name, c.var.body);
     if (result.status === "not-found") return unknown(c);
     if (result.status === "invalid")

@@ -2,25 +2,29 @@
 import { type Context, Hono } from "hono";
 import type { RequestStats } from "../progress/request-stats.ts";
 import type { Snapshot } from "../progress/snapshot.ts";
+import { ROUTES } from "./api.ts";
 import type { AppDeps } from "./deps.ts";
+import { mounter } from "./mount.ts";
 
 export function perfRoutes(deps: AppDeps, stats: RequestStats): Hono {
   const app = new Hono();
-  app.get("/api/perf", async (c) => {
+  const mount = mounter(deps);
+  mount(app, ROUTES.perf, async (c) => {
     const { snapshot, ageMs } = await deps.snapshots.get();
     publicReadHeaders(c, snapshot);
     return c.json({
       ...stats.report(),
       snapshotAgeMs: Math.round(ageMs),
       asyncMigrations: snapshot.migrations,
-      // The steps this process's runner committed last, per migration, for the status page's charts.
-      recentSteps: snapshot.steps ?? {},
+      // What this process's runner did last, per migration, for the status page's charts.
+      recentSteps: snapshot.activity?.steps ?? {},
+      recentProbes: snapshot.activity?.probes ?? {},
       stepTargetMs: deps.config.stepTargetMs ?? null,
       ...(snapshot.error !== undefined ? { asyncMigrationsError: snapshot.error } : {}),
     });
   });
   // CoreScope #1735 serves the bare list here; its banner and UI read it.
-  app.get("/api/perf/async-migrations", async (c) => {
+  mount(app, ROUTES.perfMigrations, async (c) => {
     const { snapshot } = await deps.snapshots.get();
     publicReadHeaders(c, snapshot);
     return c.json(snapshot.migrations);

@@ -124,7 +124,19 @@ export const PerfSchema = z.object({
   recentSteps: z
     .record(z.string(), z.array(z.lazy(() => StepRecordSchema)))
     .describe("The last steps this process committed, per migration (newest last)."),
+  recentProbes: z
+    .record(z.string(), z.array(z.lazy(() => ProbeRecordSchema)))
+    .describe(
+      "The last runs of the throttle's probe query, per migration (newest last; empty without a probe).",
+    ),
   stepTargetMs: z.number().int().nullable().describe("The configured step target, ms."),
+});
+
+export const ProbeRecordSchema = z.object({
+  at: z.string(),
+  durationMs: z.number(),
+  limitMs: z.number().describe("The latency above which the migration holds back."),
+  ok: z.boolean().describe("False when the probe query failed."),
 });
 
 export const StepRecordSchema = z.object({
@@ -163,7 +175,10 @@ export const ControlResponseSchema = z.object({
   migration: MigrationInfoSchema.nullable(),
 });
 
-export const ConflictSchema = ErrorSchema.extend({ name: z.string(), status: z.string() });
+export const ConflictSchema = ErrorSchema.extend({
+  name: z.string(),
+  migrationStatus: z.string().describe("The migration's status, from which the action is impossible."),
+});
 
 export const ActionBodySchema = z
   .object({ note: z.string().max(500).optional().describe("Stored in the audit record.") })

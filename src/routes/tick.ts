@@ -10,21 +10,15 @@
 import { Hono } from "hono";
 import { SchedulerStoppedError } from "../engine/scheduler.ts";
 import { jsonInteger } from "../progress/snapshot.ts";
-import { requireBearer } from "./auth.ts";
+import { ROUTES } from "./api.ts";
 import type { AppDeps } from "./deps.ts";
+import { mounter } from "./mount.ts";
 import { invalidRequest, problem } from "./problem.ts";
-import { TickQuerySchema } from "./schemas.ts";
-import { limitBody, validate } from "./validation.ts";
 
 export function tickRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   const clock = () => performance.now();
-  app.use(
-    "/api/tick",
-    requireBearer(() => deps.config.cronSecret, "HTTP tick disabled"),
-    limitBody(),
-  );
-  app.on(["GET", "POST"], "/api/tick", validate({ query: TickQuerySchema }), async (c) => {
+  mounter(deps)(app, ROUTES.tick, async (c) => {
     const maxBudgetMs = deps.config.sliceBudgetMs;
     const budgetMs = c.var.query.budgetMs ?? maxBudgetMs;
     if (budgetMs > maxBudgetMs) {

@@ -2,14 +2,17 @@
 import { Hono } from "hono";
 import { STATUS_PAGE_HTML } from "../ui/status-page.ts";
 import { WARMUP_BANNER_JS } from "../ui/warmup-banner.ts";
+import { ROUTES } from "./api.ts";
+import { mounter } from "./mount.ts";
 
 export function uiRoutes(): Hono {
   const app = new Hono();
-  app.get("/", (c) => {
+  const mount = mounter();
+  mount(app, ROUTES.statusPage, (c) => {
     c.header("Cache-Control", "no-cache");
     return c.html(STATUS_PAGE_HTML);
   });
-  app.get("/warmup-banner.js", (c) => {
+  mount(app, ROUTES.banner, (c) => {
     c.header("Cache-Control", "no-cache");
     // Other origins' pages may include it (secure headers would default this to same-origin).
     c.header("Cross-Origin-Resource-Policy", "cross-origin");

@@ -62,19 +62,20 @@ async function checkBody<S extends z.ZodType>(c: Context, schema: S): Promise<Ch
 
 /**
  * Validation as middleware: the query string and (when given a schema) the JSON body are checked together, and a
- * request with problems in both gets one 400 listing every one. The handler reads `c.var.query` and `c.var.body`.
+ * request with problems in both gets one 400 listing every one. The handler reads `c.var.query` and `c.var.body`
+ * (typed by mount.ts from the route's declaration).
  */
-export function validate<Q extends z.ZodType, B extends z.ZodType = z.ZodUndefined>(schemas: {
-  readonly query: Q;
-  readonly body?: B;
-}): MiddlewareHandler<{ Variables: { query: z.output<Q>; body: z.output<B> } }> {
+export function validate(schemas: {
+  readonly query?: z.ZodType | undefined;
+  readonly body?: z.ZodType | undefined;
+}): MiddlewareHandler {
   return async function validated(c, next) {
-    const query = checkQuery(c, schemas.query);
+    const query = schemas.query ? checkQuery(c, schemas.query) : ({ ok: true, value: undefined } as const);
     const body = schemas.body ? await checkBody(c, schemas.body) : ({ ok: true, value: undefined } as const);
     if (!query.ok || !body.ok)
       return invalidRequest(c, [...(query.ok ? [] : query.problems), ...(body.ok ? [] : body.problems)]);
     c.set("query", query.value);
-    c.set("body", body.value as z.output<B>);
+    c.set("body", body.value);
     await next();
   };
 }

@@ -386,10 +386,16 @@ const SCRIPT = String.raw`
     return sorted.length ? sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] : 0;
   }
 
-  // The last steps this process committed: their durations against the target, and rows per second within each.
-  function updateCharts(card, steps, targetMs) {
+  // The last steps this process committed: their durations against the target, and rows per second within each;
+  // and, when the throttle's probe is on, the probe query's latency against its limit.
+  function updateCharts(card, steps, targetMs, probes) {
     var list = Array.isArray(steps) ? steps.filter(function (s) { return s && toNumber(s.durationMs) !== null; }) : [];
-    card.charts.hidden = list.length < 2;
+    var runs = Array.isArray(probes) ? probes.filter(function (p) { return p && toNumber(p.durationMs) !== null; }) : [];
+    card.charts.hidden = list.length < 2 && runs.length < 2;
+    card.durationChart.figure.hidden = list.length < 2;
+    card.rateChart.figure.hidden = list.length < 2;
+    card.probeChart.figure.hidden = runs.length < 2;
+    if (runs.length >= 2) updateProbeChart(card.probeChart, runs);
     if (list.length < 2) return;
     var durations = list.map(function (s) { return toNumber(s.durationMs); });
     var sorted = durations.slice().sort(function (a, b) { return a - b; });
@@ -403,6 +409,16 @@ const SCRIPT = String.raw`
       return ms > 0 && rows !== null ? rows / (ms / 1000) : 0;
     });
     drawChart(card.rateChart, rates, null, "last " + intFormat.format(rates[rates.length - 1]) + " rows/s while stepping");
+  }
+
+  function updateProbeChart(chart, runs) {
+    var latencies = runs.map(function (p) { return toNumber(p.durationMs); });
+    var limit = toNumber(runs[runs.length - 1].limitMs);
+    var failed = runs.filter(function (p) { return p.ok === false; }).length;
+    drawChart(chart, latencies, limit,
+      runs.length + " probes: last " + rateFormat.format(latencies[latencies.length - 1]) + " ms, max " +
+      rateFormat.format(Math.max.apply(null, latencies)) + " ms" + (limit !== null ? " (limit " + intFormat.format(limit) + " ms)" : "") +
+      (failed > 0 ? ", " + failed + " failed" : ""));
   }
 
   function buildCard() {
@@ -441,7 +457,8 @@ const SCRIPT = String.raw`
     var charts = el("div", "charts");
     var durationChart = buildChart("Step duration");
     var rateChart = buildChart("Rows per second");
-    charts.append(durationChart.figure, rateChart.figure);
+    var probeChart = buildChart("Probe query latency");
+    charts.append(durationChart.figure, rateChart.figure, probeChart.figure);
     charts.hidden = true;
     var actions = el("div", "actions");
     var answer = el("p", "answer");
@@ -450,7 +467,7 @@ const SCRIPT = String.raw`
     card.append(head, bar, rows, stats, note, charts, actions, answer);
     var built = { card: card, name: name, badge: badge, pct: pct, bar: bar, fill: fill, rows: rows, fields: fields, note: note,
       stuck: stuck, throttled: throttled, actions: actions, answer: answer, charts: charts, durationChart: durationChart,
-      rateChart: rateChart };
+      rateChart: rateChart, probeChart: probeChart };
     buildActions(built);
     return built;
   }
@@ -536,7 +553,10 @@ const SCRIPT = String.raw`
     card.card.dataset.owned = item.owned === false ? "false" : "true";
   }
 
-  function renderList(items, recentSteps, targetMs) {
+  function renderList(items, perfData) {
+    var recentSteps = (perfData && perfData.recentSteps) || {};
+    var recentProbes = (perfData && perfData.recentProbes) || {};
+    var targetMs = perfData ? perfData.stepTargetMs : null;
     var seen = new Set();
     items.forEach(function (item, index) {
       var key = String(item.name);
@@ -547,7 +567,7 @@ const SCRIPT = String.raw`
         cards.set(key, card);
       }
       updateCard(card, item);
-      updateCharts(card, recentSteps[key], targetMs);
+      updateCharts(card, recentSteps[key], targetMs, recentProbes[key]);
       if (listEl.children[index] !== card.card) listEl.insertBefore(card.card, listEl.children[index] || null);
     });
     cards.forEach(function (card, key) {
@@ -679,7 +699,7 @@ const SCRIPT = String.raw`
       overallEl.textContent = state[1];
       showAlert(uniqueErrors);
       var perfData = perf.error ? null : perf.value.data;
-      renderList(items, (perfData && perfData.recentSteps) || {}, perfData ? perfData.stepTargetMs : null);
+      renderList(items, perfData);
       updatedEl.textContent = "Updated " + formatTime(new Date().toISOString());
       delete updatedEl.dataset.paused;
       announce(state[1] + ". " + items.map(function (i) { return String(i.name) + ": " + statusOf(i); }).join(", "));

@@ -344,6 +344,54 @@ describe("status page and banner show the band", () => {
     );
   });
 
+  it("the status page draws the steps against their target, and the probe's latency against its limit", async () => {
+    const script = /<script>([\s\S]*?)<\/script>/.exec(STATUS_PAGE_HTML)?.[1] ?? "";
+    const at = iso(T0);
+    const steps = [12, 30, 18].map((durationMs, i) => ({
+      at,
+      batchSize: 100,
+      rows: 100,
+      rowsProcessed: 100 * (i + 1),
+      durationMs,
+    }));
+    const probes = [4, 9, 6.5].map((durationMs, i) => ({ at, durationMs, limitMs: 50, ok: i !== 1 }));
+    const withProbe = item({});
+    const withoutProbe = item({ name: "b_v1" });
+    const perf = {
+      asyncMigrations: [withProbe, withoutProbe],
+      recentSteps: { [withProbe.name]: steps, b_v1: steps },
+      recentProbes: { [withProbe.name]: probes },
+      stepTargetMs: 20,
+    };
+    const { byId } = await runScript(
+      script,
+      { "/api/perf": perf, "/api/healthz": health(perf.asyncMigrations) },
+      { ids: STATUS_PAGE_IDS },
+    );
+    const charts = (card: FakeElement) =>
+      [...card.all()]
+        .filter((e) => e.tagName === "FIGURE")
+        .map((f) => ({
+          hidden: f.hidden,
+          title: f.children[0]?.textContent,
+          caption: f.querySelector(".caption")?.textContent,
+          points: [...f.all()].find((e) => e.tagName === "POLYLINE")?.attributes.get("points"),
+        }));
+    const [first, second] = byId.get("migrations")!.children;
+    const drawn = charts(first!);
+    expect(drawn.map((c) => [c.title, c.hidden])).toEqual([
+      ["Step duration", false],
+      ["Rows per second", false],
+      ["Probe query latency", false],
+    ]);
+    expect(drawn[0]?.caption).toBe("3 steps: p50 18 ms, max 30 ms (target 20 ms)");
+    expect(drawn[2]?.caption).toBe("3 probes: last 6.5 ms, max 9 ms (limit 50 ms), 1 failed");
+    // One point per probe run, oldest first.
+    expect(drawn[2]?.points?.split(" ")).toHaveLength(3);
+    // No probe configured: no probe chart.
+    expect(charts(second!).map((c) => c.hidden)).toEqual([false, false, true]);
+  });
+
   it("the status page finds its API under a prefix opened without the trailing slash", async () => {
     const script = /<script>([\s\S]*?)<\/script>/.exec(STATUS_PAGE_HTML)?.[1] ?? "";
     const perf = { asyncMigrations: [item({})] };

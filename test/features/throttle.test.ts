@@ -167,6 +167,11 @@ describe("probe query", () => {
     await runner.runUntilDone();
     expect((await rawStateRow(client, "counter_v1"))?.status).toBe("done");
     expect(log.of("throttled")).toHaveLength(1);
+    // Every probe run is told, with its latency and limit (the status page draws them).
+    const runs = log.of("probe");
+    expect(runs.length).toBe(probed.length);
+    expect(runs[0]).toMatchObject({ name: "counter_v1", durationMs: 500, limitMs: 100, ok: true });
+    expect(runs.at(-1)).toMatchObject({ durationMs: 5, ok: true });
   });
 
   it("holds for minutes with a hold policy, and a probe that fails holds back too (fail safe)", async () => {
@@ -262,6 +267,28 @@ describe("SQLITE_BUSY rate", () => {
 });
 
 describe("visible to operators", () => {
+  it("serves the probe's recent runs in /api/perf for the status page's chart", async () => {
+    h = await startHarness({
+      transmissions: 300,
+      env: {
+        TRICKLE_SNAPSHOT_TTL_MS: "0",
+        TRICKLE_PROBE_SQL: "SELECT COUNT(*) FROM transmissions",
+        TRICKLE_PROBE_MAX_MS: "60000",
+        TRICKLE_PROBE_EVERY_MS: "0",
+      },
+    });
+    expect((await h.service.controls.tune(TX, { initialBatch: 100, maxBatch: 100 })).status).toBe("ok");
+    while ((await h.service.tick(100)).moreWork) {}
+    const perf = (await (await h.request("GET", "/api/perf", { token: null })).json()) as {
+      recentProbes: Record<string, { durationMs: number; limitMs: number; ok: boolean }[]>;
+    };
+    const runs = perf.recentProbes[TX] ?? [];
+    // One probe before each step at least (every 0 ms), none of them slow or failed.
+    expect(runs.length).toBeGreaterThanOrEqual(3);
+    for (const run of runs) expect(run).toMatchObject({ limitMs: 60000, ok: true });
+    expect(runs.every((r) => r.durationMs >= 0 && r.durationMs < 60000)).toBe(true);
+  });
+
   it("shows the throttle in /api/healthz, the control API and trickle status", async () => {
     h = await startHarness({ transmissions: 50, env: { TRICKLE_SNAPSHOT_TTL_MS: "0" } });
     const until = new Date(Date.now() + 3_600_000).toISOString();

@@ -150,3 +150,80 @@ describe("CoreScope's own reader on the table trickle keeps", () => {
     expect(coreScopeReaderStatus(stored.at(-1)!)).toBe("done");
   });
 });
+
+/** What CoreScope #1735's warm-up banner reads of `/api/healthz`, and nothing more (corescope-facts §3). */
+interface Pr1735Health {
+  ready?: boolean;
+  async_migrations_running?: boolean;
+  async_migrations?: {
+    name: string;
+    status: string;
+    rowsProcessed: number;
+    rowsTotal: number;
+    etaSec?: number | null;
+    errorMessage?: string | null;
+    endedAt?: string | null;
+  }[];
+}
+
+/**
+ * A minimal client written from #1735's field list: one line per running migration with its ETA from `etaSec`,
+ * one per failed migration that ended less than 10 minutes ago, and hidden in steady state (`ready`, nothing
+ * running, no visible failure).
+ */
+function pr1735Banner(health: Pr1735Health, nowMs: number): { visible: boolean; lines: string[] } {
+  const lines: string[] = [];
+  let visibleFailure = false;
+  for (const m of health.async_migrations ?? []) {
+    if (m.status === "running") {
+      const eta = typeof m.etaSec === "number" && m.etaSec > 0 ? ` (ETA ${Math.ceil(m.etaSec)}s)` : "";
+      lines.push(`Migration ${m.name}: ${m.rowsProcessed} / ${m.rowsTotal} rows${eta}`);
+    } else if (m.status === "failed") {
+      const ended = m.endedAt ? Date.parse(m.endedAt) : Number.NaN;
+      // A missing or unparseable end never auto-dismisses (fails closed).
+      if (Number.isNaN(ended) || nowMs - ended < 10 * 60_000) {
+        visibleFailure = true;
+        lines.push(`Migration ${m.name} FAILED: ${m.errorMessage || "unknown error"}`);
+      }
+    }
+  }
+  const steady = health.ready === true && health.async_migrations_running !== true && !visibleFailure;
+  return { visible: !steady, lines };
+}
+
+describe("CoreScope #1735's banner against a live backfill", () => {
+  it("shows rows and an ETA while trickle works, a foreign failure, and hides once nothing runs or failed", async () => {
+    h = await startHarness({ env: { TRICKLE_SNAPSHOT_TTL_MS: "0" }, transmissions: 3000 });
+    expect((await h.service.controls.tune(TX, { initialBatch: 100, maxBatch: 100 })).status).toBe("ok");
+    const poll = async () =>
+      pr1735Banner(
+        (await (await h!.request("GET", "/api/healthz", { token: null })).json()) as Pr1735Health,
+        Date.now(),
+      );
+    const seen: { visible: boolean; lines: string[] }[] = [];
+    while ((await h.service.tick(100)).moreWork) seen.push(await poll());
+
+    const line = new RegExp(`^Migration ${TX}: (\\d+) / 3000 rows \\(ETA (\\d+)s\\)$`);
+    const during = seen.filter((s) => s.lines.some((l) => line.test(l)));
+    // Shown with an ETA on (nearly) every poll of the run, counts only growing, ETA a positive number.
+    expect(during.length).toBeGreaterThanOrEqual(Math.floor(seen.length / 2));
+    expect(during.every((s) => s.visible)).toBe(true);
+    const counts = during.map((s) => Number(line.exec(s.lines[0] ?? "")?.[1]));
+    expect(counts).toEqual([...counts].sort((a, b) => a - b));
+    expect(counts.at(-1)).toBeGreaterThan(counts[0] ?? 0);
+    expect(during.map((s) => Number(line.exec(s.lines[0] ?? "")?.[2])).every((eta) => eta > 0)).toBe(true);
+
+    // Done: the banner hides.
+    expect(await poll()).toEqual({ visible: false, lines: [] });
+
+    // A failure CoreScope itself recorded (trickle does not own the row) reaches the banner, as #1735 shows it.
+    await h.client.execute(
+      `INSERT INTO _async_migrations (name, status, started_at, ended_at, error)
+       VALUES ('from_pubkey_backfill_v1', 'failed', datetime('now'), datetime('now'), 'boom: disk I/O error')`,
+    );
+    expect(await poll()).toEqual({
+      visible: true,
+      lines: ["Migration from_pubkey_backfill_v1 FAILED: boom: disk I/O error"],
+    });
+  });
+});

@@ -5,8 +5,10 @@
 import { createClient } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
+import { ALL_ROUTES } from "../../src/routes/api.ts";
 import { createService } from "../../src/service.ts";
 import { CRON_SECRET, type Harness, setStatus, startHarness, TX } from "../fixtures/server-harness.ts";
+import { checkDeclaredReply } from "../helpers/declared-replies.ts";
 
 /** The `/api/perf` item fields design.md requires (the seed PR's names). */
 const PERF_FIELDS = [
@@ -425,6 +427,41 @@ describe("GET /api/openapi.json", () => {
     expect(schema.additionalProperties).toBe(false);
     expect(Object.keys(schema.properties as object)).toEqual(
       expect.arrayContaining(["stepTargetMs", "yieldMs", "sliceBudgetMs"]),
+    );
+  });
+});
+
+describe("route declarations (src/routes/api.ts)", () => {
+  it("are exactly the routes the app serves", async () => {
+    h = await startHarness({ env: fresh });
+    // One entry per handler of a route's chain in Hono's table: compare the distinct method and path pairs.
+    const served = [
+      ...new Set(h.service.app.routes.filter((r) => r.method !== "ALL").map((r) => `${r.method} ${r.path}`)),
+    ].sort();
+    const declared = ALL_ROUTES.flatMap((r) => r.methods.map((m) => `${m} ${r.path}`)).sort();
+    expect(served).toEqual(declared);
+  });
+
+  it("catch an answer that breaks them: a wrong body, an undeclared status, a wrong content type", async () => {
+    const answer = (status: number, body: unknown, type = "application/json") =>
+      new Response(JSON.stringify(body), { status, headers: { "content-type": type } });
+    const problem = { type: "about:blank", title: "Conflict", status: 409, detail: "x", error: "x" };
+    await expect(checkDeclaredReply("GET", "/api/healthz", answer(200, { ready: "yes" }))).rejects.toThrow(
+      /does not match its declaration/,
+    );
+    await expect(checkDeclaredReply("GET", "/api/healthz", answer(418, {}))).rejects.toThrow(/not declared/);
+    await expect(checkDeclaredReply("GET", "/api/perf", answer(200, {}, "text/plain"))).rejects.toThrow(
+      /content type/,
+    );
+    // A 409 must name the migration's status.
+    const conflict = (body: object) => answer(409, body, "application/problem+json");
+    await expect(checkDeclaredReply("POST", "/api/migrations/x/pause", conflict(problem))).rejects.toThrow(
+      /migrationStatus/,
+    );
+    await checkDeclaredReply(
+      "POST",
+      "/api/migrations/x/pause",
+      conflict({ ...problem, name: "x", migrationStatus: "done" }),
     );
   });
 });
