@@ -89,8 +89,8 @@ export function renderChart(input: ChartInput): string {
 
   // Legend
   const legend: [string, string, string][] = [
-    ["http", COLORS.http, "GET /api/healthz latency"],
-    ["ingest", COLORS.ingest, "ingest message latency (insert + last_seen bump)"],
+    ["http", COLORS.http, "GET /api/healthz latency (from its intended start)"],
+    ["ingest", COLORS.ingest, "writer latency from intended start (insert + last_seen bump)"],
     ["steps", COLORS.steps, "backfill step (write transaction) duration"],
     ["busy", COLORS.busy, "ingest SQLITE_BUSY failure"],
   ];

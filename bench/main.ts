@@ -19,6 +19,9 @@ import { REPO } from "./procs.ts";
 import { type PhaseName, type PhaseProgress, type PhaseRecord, runPhase, SCENARIOS } from "./scenarios.ts";
 import {
   decileStepMs,
+  type EtaFigures,
+  etaFigures,
+  etaTable,
   evaluateGoals,
   fmt,
   goalsTable,
@@ -33,20 +36,25 @@ import {
 const SCALES = {
   // CoreScope's operator database of #1724: "71K" transmissions, "1.5M" observations.
   seed: { transmissions: 71_000, observations: 1_500_000 },
-  // efiten's production database (#2000 review): about 1M transmissions, 11M+ observations.
+  // The headline: about the size of the 1M / 15M database the performance issue measured on; the one-shot
+  // takes seconds, the database builds in a few minutes.
+  medium: { transmissions: 1_000_000, observations: 15_000_000 },
+  // efiten's production database (#2000 review): about 1M transmissions, 11M+ observations, and growing.
   large: { transmissions: 1_000_000, observations: 20_000_000 },
 } as const;
 
 const USAGE = `usage: npm run bench -- [options]
 
-  --scale seed|large        dataset size: seed = 71,000 transmissions / 1,500,000 observations (default),
-                            large = 1,000,000 / 20,000,000
+  --scale seed|medium|large dataset size: seed = 71,000 transmissions / 1,500,000 observations (default),
+                            medium = 1,000,000 / 15,000,000 (the README's headline), large = 1,000,000 /
+                            20,000,000
   --transmissions N         override the number of transmissions
   --observations M          override the number of observations
   --json FILE               where to write the figures (default .bench/latest.json)
   --chart FILE              where to write the SVG chart (default docs/bench-chart.svg)
   --cache-dir DIR           where built databases are kept and scenarios run (default .bench)
-  --ingest-rate N           ingest messages per second during every phase (default 200)
+  --ingest-rate N           ingest messages per second during every phase (default 200; 0: no ingest,
+                            an idle database)
   --probe-ms N              each HTTP route is polled every N ms (default 20)
   --idle-seconds N          length of the idle baseline window (default 10)
   --warmup-ms N             load before each backfill starts (default 1500)
@@ -61,7 +69,7 @@ const USAGE = `usage: npm run bench -- [options]
 `;
 
 export interface BenchOptions {
-  readonly scale: "seed" | "large" | "custom";
+  readonly scale: "seed" | "medium" | "large" | "custom";
   readonly transmissions: number;
   readonly observations: number;
   readonly legacyFraction: number;
@@ -118,8 +126,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
     return n;
   };
   const scaleName = values.scale ?? "seed";
-  if (scaleName !== "seed" && scaleName !== "large") {
-    throw new Error(`--scale must be "seed" or "large", got ${JSON.stringify(scaleName)}`);
+  if (scaleName !== "seed" && scaleName !== "medium" && scaleName !== "large") {
+    throw new Error(`--scale must be "seed", "medium" or "large", got ${JSON.stringify(scaleName)}`);
   }
   const base = SCALES[scaleName];
   const transmissions = integer("transmissions", base.transmissions, 1);
@@ -136,7 +144,7 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
     if (!match) throw new Error(`--trickle-env must be TRICKLE_NAME=VALUE, got ${JSON.stringify(setting)}`);
     trickleEnv[match[1]!] = match[2]!;
   }
-  const ingestRate = integer("ingest-rate", 200, 1);
+  const ingestRate = integer("ingest-rate", 200, 0);
   if (ingestRate > 5000) throw new Error(`--ingest-rate must be at most 5000, got ${ingestRate}`);
   return {
     scale: custom ? "custom" : scaleName,
@@ -176,6 +184,8 @@ export interface BenchReport {
   readonly scenarios: Readonly<Record<(typeof SCENARIOS)[number], ScenarioFigures>>;
   readonly ratios: { readonly trickleTotalVsOneShot: number; readonly fixedBatchTotalVsOneShot: number };
   readonly goals: ReturnType<typeof evaluateGoals>;
+  /** How trickle's ETA compared with the time that was really left (its median run); null without samples. */
+  readonly eta: EtaFigures | null;
   readonly config: {
     readonly scale: BenchOptions["scale"];
     readonly legacyFraction: number;
@@ -189,6 +199,8 @@ export interface BenchReport {
     readonly repeat: number;
     /** Every run's total, in run order. */
     readonly totalsMs: Readonly<Record<string, readonly number[]>>;
+    /** trickle's total over the one-shot's in each round (the two ran back to back), in run order. */
+    readonly trickleVsOneShotByRound: readonly number[];
     readonly rowsTotal: Readonly<Record<string, number>>;
     /** Mean step durations per decile without the per-row scaling (see bench/stats.ts `decileStepMs`). */
     readonly rawDecileStepMs: Readonly<Record<string, { first: number | null; last: number | null }>>;
@@ -369,6 +381,12 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const targetOverride = options.trickleEnv.TRICKLE_STEP_TARGET_MS;
   const stepTargetMs = targetOverride === undefined ? DEFAULT_TUNING.stepTargetMs : Number(targetOverride);
   const idleFigures = { httpP99Ms: idle.http.p99Ms, ingestP99Ms: idle.ingest.p99Ms };
+  const trickleRecord = records.get("trickle")!;
+  const eta = etaFigures(trickleRecord.eta, trickleRecord.window.end);
+  const byRound = (runs.get("trickle") ?? []).map((t, i) => {
+    const one = runs.get("oneShot")?.[i];
+    return one ? round(duration(t) / duration(one), 3) : Number.NaN;
+  });
   const report: BenchReport = {
     dataset: {
       transmissions: dataset.transmissions,
@@ -388,7 +406,10 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       idle: idleFigures,
       stepTargetMs,
       scale: options.scale,
+      ingestRate: options.ingestRate,
+      eta,
     }),
+    eta,
     config: {
       scale: options.scale,
       legacyFraction: options.legacyFraction,
@@ -399,6 +420,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       trickleEnv: options.trickleEnv,
       repeat: options.repeat,
       totalsMs: Object.fromEntries(SCENARIOS.map((n) => [n, totals[n] ?? []])),
+      trickleVsOneShotByRound: byRound,
       rowsTotal: Object.fromEntries(SCENARIOS.map((n) => [n, records.get(n)!.rowsTotal])),
       rawDecileStepMs: Object.fromEntries(
         SCENARIOS.map((n) => {
@@ -470,6 +492,15 @@ export function printReport(report: BenchReport, options: BenchOptions): string 
     goalsTable(report.goals),
     "",
   ];
+  const byRound = report.config.trickleVsOneShotByRound;
+  if (byRound.length > 1) {
+    const sorted = [...byRound].sort((a, b) => a - b);
+    lines.push(
+      `trickle / oneShot per round: ${byRound.map((r) => fmt(r, 2)).join(", ")} (median ${fmt(sorted[Math.floor((sorted.length - 1) / 2)], 2)}, spread ${fmt(sorted[0], 2)}–${fmt(sorted.at(-1), 2)})`,
+      "",
+    );
+  }
+  if (report.eta) lines.push(etaTable(report.eta), "");
   if (report.notes.length > 0) lines.push("Notes:", ...report.notes.map((n) => `- ${n}`), "");
   lines.push(`JSON: ${relativeToRepo(options.json)}  chart: ${relativeToRepo(options.chart)}`, "");
   return lines.join("\n");

@@ -1,8 +1,9 @@
 /**
  * The HTTP prober: polls `/api/healthz` and `/api/perf` of the serving process in turn, one request at a time
  * on a keep-alive connection, and records each request's latency. Each route is asked every `interval` ms
- * (the two are interleaved half an interval apart); a slow answer delays the next request instead of piling
- * requests up.
+ * (the two are interleaved half an interval apart) on a fixed schedule. A request's latency runs from its
+ * intended start: when a slow answer held the connection, the requests due meanwhile are sent right after it
+ * and count the wait (no coordinated omission), as a load balancer's health checks would.
  *
  * Usage: node --import tsx bench/prober.ts <base-url> <interval-ms>
  * Prints `{"type":"ready"}`; on the line `stop` on stdin prints `{"type":"result",…}` and exits.
@@ -47,12 +48,10 @@ async function main(): Promise<void> {
     if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     if (stopping) break;
     const route = i % ROUTES.length;
-    const began = nowMs();
     const status = await get(agent, `${base}${ROUTES[route]}`);
     const ended = nowMs();
-    samples.push(Math.round(began * 100) / 100, Math.round((ended - began) * 1000) / 1000, status, route);
-    // A slow answer pushes the schedule back rather than firing a burst of catch-up requests.
-    due = Math.max(due + half, ended);
+    samples.push(Math.round(due * 100) / 100, Math.round((ended - due) * 1000) / 1000, status, route);
+    due += half;
   }
   agent.destroy();
   process.stdout.write(`${JSON.stringify({ type: "result", samples })}\n`, () => process.exit(0));

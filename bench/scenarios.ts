@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { createClient } from "@libsql/client";
 import { copyDataset, type Dataset, removeDatabase } from "./dataset.ts";
 import { freePort, JsonChild, nowMs, peakRssMb, ServiceProcess, sleep } from "./procs.ts";
-import type { HttpSample, IngestSample, StepSample, Window } from "./stats.ts";
+import type { EtaSample, HttpSample, IngestSample, StepSample, Window } from "./stats.ts";
 
 export const SCENARIOS = ["oneShot", "fixedBatch", "trickle"] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
@@ -60,6 +60,8 @@ export interface PhaseRecord {
   readonly perf: HttpSample[];
   readonly ingest: IngestSample[];
   readonly steps: StepSample[];
+  /** The ETAs trickle showed while it ran (the control API, every 250 ms); empty for the other phases. */
+  readonly eta: EtaSample[];
   readonly rowsTotal: number;
   /** Steps the backfill ran (trickle: as its row counts them; a few records may be missing from `steps`). */
   readonly stepCount: number;
@@ -99,28 +101,29 @@ function decodeIngest(flat: readonly number[]): IngestSample[] {
 }
 
 /**
- * The load: an ingest child on the file and a prober on the service's port (it keeps asking while nothing
- * listens there yet; unanswered requests are not samples).
+ * The load: an ingest child on the file (none at rate 0: the idle-database scenario) and a prober on the
+ * service's port (it keeps asking while nothing listens there yet; unanswered requests are not samples).
  */
 class Load {
-  readonly ingest: JsonChild;
+  readonly ingest: JsonChild | undefined;
   readonly prober: JsonChild;
 
   constructor(url: string, rate: number, baseUrl: string, probeIntervalMs: number) {
-    this.ingest = new JsonChild("ingest-child", "ingest-child.ts", [url, String(rate)]);
+    this.ingest =
+      rate > 0 ? new JsonChild("ingest-child", "ingest-child.ts", [url, String(rate)]) : undefined;
     this.prober = new JsonChild("prober", "prober.ts", [baseUrl, String(probeIntervalMs)]);
   }
 
   async ready(): Promise<void> {
-    await Promise.all([this.ingest.waitFor("ready"), this.prober.waitFor("ready")]);
+    await Promise.all([this.ingest?.waitFor("ready"), this.prober.waitFor("ready")]);
   }
 
   async stop(): Promise<{ ingest: IngestSample[]; http: ReturnType<typeof decodeHttp>; errors: string[] }> {
-    this.ingest.send("stop");
+    this.ingest?.send("stop");
     this.prober.send("stop");
-    const ingest = await this.ingest.waitFor("result", 60_000);
+    const ingest = this.ingest ? await this.ingest.waitFor("result", 60_000) : { samples: [], errors: [] };
     const probe = await this.prober.waitFor("result", 60_000);
-    await Promise.all([this.ingest.exited, this.prober.exited]);
+    await Promise.all([this.ingest?.exited, this.prober.exited]);
     return {
       ingest: decodeIngest(ingest.samples as number[]),
       http: decodeHttp(probe.samples as number[]),
@@ -129,7 +132,7 @@ class Load {
   }
 
   kill(): void {
-    this.ingest.kill();
+    this.ingest?.kill();
     this.prober.kill();
   }
 }
@@ -146,7 +149,11 @@ interface MigrationDetail {
     readonly status: string;
     readonly startedAt: string | null;
     readonly endedAt: string | null;
+    readonly rowsProcessed: number | string;
     readonly rowsTotal: number | string;
+    readonly etaSeconds: number | null;
+    readonly etaLowSeconds: number | null;
+    readonly etaHighSeconds: number | null;
     readonly steps: number | string;
     readonly errorMessage: string | null;
   };
@@ -156,13 +163,15 @@ interface MigrationDetail {
 /**
  * Reads the control API the way an operator's dashboard would, every 250 ms in every phase, so all phases
  * carry the same extra reads. In the trickle phase it collects the engine's step records (the service keeps
- * the last 50; at ≥ 10 ms per step that is ≥ 0.5 s of history, twice the polling interval).
+ * the last 50; at ≥ 10 ms per step that is ≥ 0.5 s of history, twice the polling interval) and the ETA the
+ * operator would have read at that moment.
  */
 class ControlPoller {
   readonly #service: ServiceProcess;
   readonly #token: string;
   readonly #detail: boolean;
   readonly #steps = new Map<string, StepSample>();
+  readonly eta: EtaSample[] = [];
   #stopped = false;
   #loop: Promise<void> | undefined;
   latest: MigrationDetail | undefined;
@@ -191,6 +200,17 @@ class ControlPoller {
       const body = (await res.json()) as MigrationDetail;
       if (!this.#detail || res.status !== 200) return;
       this.latest = body;
+      const m = body.migration;
+      if (m.status === "running") {
+        this.eta.push({
+          at: Date.now(),
+          done: Number(m.rowsProcessed),
+          total: Number(m.rowsTotal),
+          etaSeconds: m.etaSeconds,
+          lowSeconds: m.etaLowSeconds,
+          highSeconds: m.etaHighSeconds,
+        });
+      }
       for (const s of body.recentSteps) {
         const key = `${s.at}|${s.rowsProcessed}`;
         if (!this.#steps.has(key)) {
@@ -384,6 +404,7 @@ export async function runPhase(name: PhaseName, options: PhaseOptions): Promise<
       perf: collected.http.perf,
       ingest: collected.ingest,
       steps,
+      eta: poller.eta,
       rowsTotal,
       stepCount,
       residual,

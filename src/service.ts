@@ -28,7 +28,7 @@ export type ServiceSettings = Pick<
   ServiceConfig,
   "adminToken" | "cronSecret" | "migrations" | "tuning" | "tickMs" | "snapshotTtlMs"
 > &
-  Partial<Pick<ServiceConfig, "throttle" | "stuckAfterMs" | "webhook">>;
+  Partial<Pick<ServiceConfig, "throttle" | "stuckAfterMs" | "webhook" | "yieldPolicy">>;
 
 export interface ServiceOptions {
   readonly client: Client;
@@ -84,6 +84,7 @@ function engineSettings(config: ServiceSettings, operator: OperatorConfig | unde
     throttle: operator?.throttle ?? config.throttle ?? DEFAULTS.throttle,
     stuckAfterMs: operator?.stuckAfterMs ?? config.stuckAfterMs ?? DEFAULTS.stuckAfterMs,
     webhook: operator ? operator.webhook : config.webhook,
+    yieldPolicy: config.yieldPolicy ?? DEFAULTS.yieldPolicy,
   };
 }
 

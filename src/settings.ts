@@ -18,6 +18,7 @@
  * | `TRICKLE_SLICE_BUDGET_MS`       | engine default (2000)   | time budget of one slice                                 |
  * | `TRICKLE_STEP_TARGET_MS`        | engine default (50)     | target duration of one step                              |
  * | `TRICKLE_YIELD_MS`              | engine default (10)     | pause between steps so waiting writers get the lock      |
+ * | `TRICKLE_YIELD_POLICY`          | writers                 | `writers`: pauses sized to the busy handler's sleeps while other connections write (engine/yield.ts); `fixed`: `TRICKLE_YIELD_MS` after every step |
  * | `TRICKLE_LEASE_TTL_MS`          | engine default (15000)  | lease lifetime without a renewing step (> slice budget)  |
  * | `TRICKLE_SNAPSHOT_TTL_MS`       | 1000                    | how long a progress snapshot is served before a new read |
  * | `TRICKLE_MAX_QUARANTINED`       | 1000                    | quarantined rows before a run fails; 0 turns quarantine off |
@@ -48,6 +49,7 @@ import {
   type ThrottlePolicy,
 } from "./engine/throttle.ts";
 import { DEFAULT_TUNING, resolveTuning, type Tuning } from "./engine/tuning.ts";
+import { YIELD_POLICIES, type YieldPolicyName } from "./engine/yield.ts";
 import { DEFAULT_STUCK_AFTER_MS } from "./progress/rate.ts";
 
 export const DEFAULT_PORT = 8787;
@@ -81,6 +83,8 @@ export interface Settings {
   readonly migrationNames: string | undefined;
   /** Engine tuning with the environment's overrides applied. */
   readonly tuning: Tuning;
+  /** How the pause between steps is sized (src/engine/yield.ts). */
+  readonly yieldPolicy: YieldPolicyName;
   readonly tickMs: number;
   readonly snapshotTtlMs: number;
   /** Runner-wide throttling (quiet hours, probe query, SQLITE_BUSY rate). */
@@ -175,6 +179,11 @@ const EnvSchema = z.object({
   TRICKLE_SLICE_BUDGET_MS: integerVar("TRICKLE_SLICE_BUDGET_MS", 10, 900_000),
   TRICKLE_STEP_TARGET_MS: integerVar("TRICKLE_STEP_TARGET_MS", 1, 60_000),
   TRICKLE_YIELD_MS: integerVar("TRICKLE_YIELD_MS", 0, 60_000),
+  TRICKLE_YIELD_POLICY: parsedVar((v) => {
+    const policy = YIELD_POLICIES.find((p) => p === v.trim());
+    if (!policy) throw new Error(`TRICKLE_YIELD_POLICY must be ${YIELD_POLICIES.join(" or ")}`);
+    return policy;
+  }),
   TRICKLE_LEASE_TTL_MS: integerVar("TRICKLE_LEASE_TTL_MS", 100, 3_600_000),
   TRICKLE_SNAPSHOT_TTL_MS: integerVar("TRICKLE_SNAPSHOT_TTL_MS", 0, 600_000),
   TRICKLE_MAX_QUARANTINED: integerVar("TRICKLE_MAX_QUARANTINED", 0, 10_000_000, ""),
@@ -263,6 +272,7 @@ export function loadSettings(env: Env): Settings {
     migrationsConfig: e.TRICKLE_CONFIG,
     migrationNames: e.TRICKLE_MIGRATIONS,
     tuning,
+    yieldPolicy: e.TRICKLE_YIELD_POLICY ?? "writers",
     tickMs: e.TRICKLE_TICK_MS ?? DEFAULT_TICK_MS,
     snapshotTtlMs: e.TRICKLE_SNAPSHOT_TTL_MS ?? DEFAULT_SNAPSHOT_TTL_MS,
     throttle: throttleOf(e),

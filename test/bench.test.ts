@@ -13,6 +13,8 @@ import { parseBenchArgs } from "../bench/main.ts";
 import { REPO } from "../bench/procs.ts";
 import {
   decileStepMs,
+  type EtaSample,
+  etaFigures,
   evaluateGoals,
   percentile,
   percentiles,
@@ -31,6 +33,7 @@ const Scenario = z.strictObject({
     p99Ms: number,
     maxMs: number,
     busyErrors: z.number().int().min(0),
+    otherErrors: z.number().int().min(0),
   }),
   http: z.strictObject({ p50Ms: number, p99Ms: number, maxMs: number }),
   rssMb: nullableNumber,
@@ -59,7 +62,15 @@ const Report = z.object({
   }),
   goals: z
     .array(z.object({ goal: z.string(), measured: z.string(), pass: z.boolean().nullable() }))
-    .length(8),
+    .length(11),
+  eta: z
+    .object({
+      checkpoints: z.array(z.object({ progress: number, actualSeconds: number })),
+      samples: z.number().int(),
+      pointWithin25: number,
+      bandContains: number,
+    })
+    .nullable(),
   notes: z.array(z.string()),
   config: z.object({ idle: Scenario.omit({ totalMs: true, steps: true }).passthrough() }),
 });
@@ -100,6 +111,9 @@ describe("npm run bench (tiny end-to-end run)", () => {
 
     expect(run.stdout).toContain("| scenario | total s |");
     expect(run.stdout).toMatch(/\| total ≤ 1\.25 × oneShot \| .* \| (PASS|FAIL) \|/);
+    expect(run.stdout).toMatch(
+      /\| writer p99 ≤ 75 ms \(from each write's intended start\) \| .* \| (PASS|FAIL) \|/,
+    );
     const svg = readFileSync(chart, "utf8");
     expect(svg.startsWith("<svg")).toBe(true);
     for (const name of ["idle", "oneShot", "fixedBatch", "trickle"])
@@ -140,7 +154,7 @@ describe("bench figures", () => {
       totalMs: 1000,
       steps: 20,
       stepMs: { p50: 50, p95: 60, p99: 70, max: 140 },
-      ingest: { count: 100, p50Ms: 1, p99Ms: 60, maxMs: 80, busyErrors: 0 },
+      ingest: { count: 100, p50Ms: 1, p99Ms: 60, maxMs: 80, busyErrors: 0, otherErrors: 0 },
       http: { p50Ms: 1, p99Ms: 6, maxMs: 9 },
       rssMb: 150,
       firstDecileStepMs: 50,
@@ -148,32 +162,97 @@ describe("bench figures", () => {
       ...patch,
     });
     const idle = { httpP99Ms: 2, ingestP99Ms: 5 };
-    const base = { oneShot: figures({ totalMs: 900, steps: 1 }), idle, stepTargetMs: 50 } as const;
+    const eta = (point: number, band: number) => ({
+      checkpoints: [0.1, 0.25, 0.5, 0.75].map((progress) => ({
+        progress,
+        etaSeconds: 10 * point,
+        lowSeconds: 8,
+        highSeconds: 12,
+        actualSeconds: 10,
+      })),
+      samples: 40,
+      pointWithin25: 1,
+      bandContains: band,
+    });
+    const base = {
+      oneShot: figures({ totalMs: 900, steps: 1 }),
+      idle,
+      stepTargetMs: 50,
+      ingestRate: 200,
+      eta: eta(1.2, 0.8),
+    } as const;
     const passing = evaluateGoals({ ...base, trickle: figures({}), scale: "large" });
-    expect(passing.map((g) => g.pass)).toEqual([true, true, true, true, true, true, true, true]);
+    expect(passing.map((g) => g.pass)).toEqual(Array(11).fill(true));
     const failing = evaluateGoals({
       ...base,
       trickle: figures({
         totalMs: 1200,
         stepMs: { p50: 50, p95: 60, p99: 80, max: 160 },
-        ingest: { count: 100, p50Ms: 1, p99Ms: 76, maxMs: 80, busyErrors: 1 },
+        ingest: { count: 100, p50Ms: 1, p99Ms: 76, maxMs: 151, busyErrors: 0, otherErrors: 1 },
         http: { p50Ms: 1, p99Ms: 7.5, maxMs: 9 },
         lastDecileStepMs: 61,
         rssMb: 201,
       }),
       scale: "large",
+      eta: eta(1.3, 0.79),
     });
-    expect(failing.map((g) => g.pass)).toEqual([false, false, false, false, false, false, false, false]);
-    // The RSS goal is defined at --scale large only.
-    expect(evaluateGoals({ ...base, trickle: figures({}), scale: "seed" }).at(-1)?.pass).toBeNull();
+    expect(failing.map((g) => g.pass)).toEqual(Array(11).fill(false));
+    // The RSS goal is defined at --scale large only; the seed scale's total goal is absolute (+ 0.3 s).
+    const seed = evaluateGoals({ ...base, trickle: figures({ totalMs: 1150 }), scale: "seed" });
+    expect(seed[8]?.pass).toBeNull();
+    expect(seed[0]).toMatchObject({ goal: "total ≤ oneShot + 0.3 s (seed scale)", pass: true });
+    // No ingest: the total must stay within 1.1×, and the writer goals do not apply.
+    const quiet = evaluateGoals({
+      ...base,
+      ingestRate: 0,
+      trickle: figures({ totalMs: 1000 }),
+      scale: "medium",
+    });
+    expect(quiet[0]).toMatchObject({ goal: "total ≤ 1.1 × oneShot (no ingest)", pass: false });
+    expect(quiet.slice(3, 6).map((g) => g.pass)).toEqual([null, null, null]);
+  });
+
+  it("compares the ETA shown with the time that was really left, from 10 % progress on", () => {
+    // A run of 100 s at a steady rate: an exact point ETA, a band of ±10 %, except for a stretch where the
+    // band sat too low.
+    const end = 100_000;
+    const samples: EtaSample[] = Array.from({ length: 101 }, (_, i) => {
+      const left = (end - i * 1000) / 1000;
+      const low = i >= 50 && i < 60 ? left * 0.5 : left * 0.9;
+      return {
+        at: i * 1000,
+        done: i,
+        total: 100,
+        etaSeconds: left,
+        lowSeconds: low,
+        highSeconds: i >= 50 && i < 60 ? left * 0.8 : left * 1.1,
+      };
+    });
+    const figures = etaFigures(samples, end)!;
+    expect(figures.samples).toBe(90); // 10 % … 99 %; the sample at the very end is not judged
+    expect(figures.pointWithin25).toBe(1);
+    expect(figures.bandContains).toBeCloseTo(80 / 90, 3);
+    expect(figures.checkpoints.map((c) => [c.progress, c.etaSeconds, c.actualSeconds])).toEqual([
+      [0.1, 90, 90],
+      [0.25, 75, 75],
+      [0.5, 50, 50],
+      [0.75, 25, 25],
+    ]);
+    expect(etaFigures(samples.slice(0, 5), end)).toBeNull();
   });
 
   it("rejects bad options with a message naming the option", () => {
-    expect(() => parseBenchArgs(["--scale", "huge"])).toThrow(/--scale must be "seed" or "large"/);
+    expect(() => parseBenchArgs(["--scale", "huge"])).toThrow(/--scale must be "seed", "medium" or "large"/);
     expect(() => parseBenchArgs(["--transmissions", "1e5"])).toThrow(
       /--transmissions must be a whole number/,
     );
-    expect(() => parseBenchArgs(["--ingest-rate", "0"])).toThrow(/--ingest-rate must be at least 1/);
+    expect(() => parseBenchArgs(["--ingest-rate=-1"])).toThrow(/--ingest-rate must be at least 0/);
+    expect(parseBenchArgs(["--ingest-rate", "0"])).toMatchObject({ ingestRate: 0 });
+    expect(parseBenchArgs(["--scale", "medium"])).toMatchObject({
+      scale: "medium",
+      transmissions: 1_000_000,
+      observations: 15_000_000,
+    });
     expect(() => parseBenchArgs(["--legacy-fraction", "2"])).toThrow(/--legacy-fraction/);
     expect(() => parseBenchArgs(["--bogus"])).toThrow(/bogus/);
     const large = parseBenchArgs(["--scale", "large"]);

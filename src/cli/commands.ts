@@ -650,7 +650,7 @@ export async function controlCommand(
   action: ControlCommandName,
   name: string,
   migrations: readonly MigrationDefinition[],
-  settings: Pick<EngineSettings, "tuning" | "throttle">,
+  settings: Pick<EngineSettings, "tuning" | "throttle" | "yieldPolicy">,
 ): Promise<number> {
   const runner = createRunner({ client, settings, migrations });
   await runner.init();

@@ -3,7 +3,10 @@
  *
  * The sizer keeps a smoothed rate (keys per ms) from measured steps and proposes `rate × target`, bounded so a
  * step is at most `maxGrowth` times the previous one, and cut by `shrinkFactor` at once when a step overran or
- * hit SQLITE_BUSY. It only does arithmetic on numbers it is given; time is measured by the caller.
+ * hit SQLITE_BUSY. The first measured step of a run sets the size to `rate × target` (as pt-osc sizes its
+ * chunks from the first one's time), up to 32 times the first: doubling from `initialBatch` spent a dozen
+ * small steps, each with its fixed costs and its pause, before the steps reached the target. It only does arithmetic on numbers it is
+ * given; time is measured by the caller.
  */
 import type { Tuning } from "./tuning.ts";
 
@@ -18,6 +21,9 @@ export type SizerTuning = Pick<
   | "overrunFactor"
   | "rateSmoothing"
 >;
+
+/** The first measured step may grow the next one by `maxGrowth` to this power (2^5 = 32× by default). */
+export const FIRST_STEP_DOUBLINGS = 5;
 
 export class BatchSizer {
   readonly #t: SizerTuning;
@@ -62,14 +68,17 @@ export class BatchSizer {
   observe(keys: number, ms: number): void {
     const t = this.#t;
     const sample = keys / Math.max(ms, 0.1);
-    this.#rate =
-      this.#rate === undefined ? sample : t.rateSmoothing * sample + (1 - t.rateSmoothing) * this.#rate;
+    const first = this.#rate === undefined;
+    this.#rate = first ? sample : t.rateSmoothing * sample + (1 - t.rateSmoothing) * (this.#rate ?? sample);
     let next = this.#rate * t.stepTargetMs;
     if (ms > t.overrunFactor * t.stepTargetMs) {
       // Fast shrink: an overrun means the smoothed rate is stale; do not wait for it to catch up.
       next = Math.min(next, keys * t.shrinkFactor);
     } else {
-      next = Math.min(next, Math.max(keys, this.#size) * t.maxGrowth);
+      // The first measurement goes (nearly) straight to the target: as many doublings at once as
+      // `FIRST_STEP_DOUBLINGS` allow, which bounds the guess when the first keys were sparse and fast.
+      const growth = first ? t.maxGrowth ** FIRST_STEP_DOUBLINGS : t.maxGrowth;
+      next = Math.min(next, Math.max(keys, this.#size) * growth);
     }
     this.#size = this.#clamp(next);
   }

@@ -21,12 +21,13 @@ import { Scheduler } from "./scheduler.ts";
 export type EngineSettings = Pick<
   Settings,
   "tuning" | "tickMs" | "snapshotTtlMs" | "throttle" | "stuckAfterMs" | "webhook"
->;
+> &
+  Partial<Pick<Settings, "yieldPolicy">>;
 
 /** The runner every runtime uses: tuning and throttling straight from the settings. */
 export function createRunner(options: {
   readonly client: Client;
-  readonly settings: Pick<EngineSettings, "tuning" | "throttle">;
+  readonly settings: Pick<EngineSettings, "tuning" | "yieldPolicy" | "throttle">;
   readonly migrations: readonly MigrationDefinition[];
   readonly owner?: string;
 }): Runner {
@@ -34,6 +35,7 @@ export function createRunner(options: {
     client: options.client,
     migrations: options.migrations,
     tuning: options.settings.tuning,
+    ...(options.settings.yieldPolicy ? { yieldPolicy: options.settings.yieldPolicy } : {}),
     throttle: options.settings.throttle,
     ...(options.owner !== undefined ? { owner: options.owner } : {}),
   });

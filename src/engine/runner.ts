@@ -38,6 +38,7 @@ import { StateStore } from "./state/store.ts";
 import { Throttle, type ThrottleConfig } from "./throttle.ts";
 import { resolveTuning, type Tuning } from "./tuning.ts";
 import { DeferredCheckpoints } from "./wal-checkpoint.ts";
+import { Yielder, type YieldPolicyName } from "./yield.ts";
 
 export type { MigrationOutcome, RunnerMigrationState, RunnerThrottleState } from "./run/context.ts";
 export type { SliceResult } from "./run/slice.ts";
@@ -48,6 +49,8 @@ export interface RunnerOptions {
   /** Lease owner id; default a random one per runner. */
   readonly owner?: string;
   readonly tuning?: Partial<Tuning>;
+  /** How the pause between steps is sized (./yield.ts); default `writers`. */
+  readonly yieldPolicy?: YieldPolicyName;
   readonly clock?: Clock;
   readonly onEvent?: RunnerEventListener;
   /** Runner-wide throttling (busy rate, probe query, quiet hours); definitions may add their own. */
@@ -111,6 +114,8 @@ export class Runner {
       wallClock,
       throttle,
       checkpoints: this.#checkpoints,
+      yielder: new Yielder(this.#client, this.#clock),
+      yieldPolicy: options.yieldPolicy ?? "writers",
       states: this.#states,
       tuningOf: (name) => tunings.get(name) ?? this.tuning,
       emit: (event) => this.#emit(event),

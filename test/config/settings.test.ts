@@ -79,6 +79,8 @@ function rows(): Row[] {
     bad("TRICKLE_STEP_TARGET_MS", "0"),
     good("TRICKLE_YIELD_MS", "0"),
     bad("TRICKLE_YIELD_MS", "-5"),
+    good("TRICKLE_YIELD_POLICY", "fixed"),
+    bad("TRICKLE_YIELD_POLICY", "polite"),
     good("TRICKLE_LEASE_TTL_MS", "5000"),
     bad("TRICKLE_LEASE_TTL_MS", "1000"), // not above the default slice budget (2000)
     bad("TRICKLE_LEASE_TTL_MS", "3000", { TRICKLE_SLICE_BUDGET_MS: "3000" }),

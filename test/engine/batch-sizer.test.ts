@@ -4,7 +4,7 @@
  */
 import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
-import { BatchSizer } from "../../src/engine/batch-sizer.ts";
+import { BatchSizer, FIRST_STEP_DOUBLINGS } from "../../src/engine/batch-sizer.ts";
 import { Runner } from "../../src/engine/runner.ts";
 import { resolveTuning, type Tuning } from "../../src/engine/tuning.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
@@ -30,16 +30,25 @@ describe("BatchSizer", () => {
     expect(new BatchSizer(tuning(), { size: 500 }).size).toBe(500); // a resumed run keeps its size
   });
 
-  it("grows at most 2x per step even when steps are nearly free", () => {
+  it("jumps toward rate x target after the first measured step (at most 32x), then grows at most 2x per step", () => {
     const sizer = new BatchSizer(tuning({ initialBatch: 10 }));
     const sizes = [sizer.size];
     for (let i = 0; i < 10; i++) {
       sizer.observe(sizer.size, 0.01);
       sizes.push(sizer.size);
     }
-    for (let i = 1; i < sizes.length; i++) expect(sizes[i]!).toBeLessThanOrEqual(2 * sizes[i - 1]!);
-    expect(sizes.slice(0, 5)).toEqual([10, 20, 40, 80, 160]);
-    expect(sizes.at(-1)).toBe(10_240);
+    expect(sizes[1]).toBe(10 * 2 ** FIRST_STEP_DOUBLINGS);
+    for (let i = 2; i < sizes.length; i++) expect(sizes[i]!).toBeLessThanOrEqual(2 * sizes[i - 1]!);
+    expect(sizes.slice(0, 5)).toEqual([10, 320, 640, 1280, 2560]);
+    expect(sizes.at(-1)).toBe(100_000); // maxBatch
+    // A first step that shows the rate: straight to rate x target (20 keys per ms x 50 ms), no doublings.
+    const measured = new BatchSizer(tuning({ initialBatch: 100 }));
+    measured.observe(100, 5);
+    expect(measured.size).toBe(1000);
+    // A first step that overran still halves.
+    const slow = new BatchSizer(tuning({ initialBatch: 100 }));
+    slow.observe(100, 80);
+    expect(slow.size).toBe(50);
   });
 
   it("converges to rate x target", () => {
@@ -116,12 +125,13 @@ describe("BatchSizer", () => {
         const t = tuning(k);
         const sizer = new BatchSizer(t);
         expect(sizer.size).toBe(Math.max(t.minBatch, Math.min(t.maxBatch, t.initialBatch)));
-        for (const d of ms) {
+        for (const [i, d] of ms.entries()) {
           const before = sizer.size;
           sizer.observe(before, d);
           expect(sizer.size).toBeGreaterThanOrEqual(t.minBatch);
           expect(sizer.size).toBeLessThanOrEqual(t.maxBatch);
-          expect(sizer.size).toBeLessThanOrEqual(Math.max(t.minBatch, 2 * before));
+          const growth = i === 0 ? 2 ** FIRST_STEP_DOUBLINGS : 2;
+          expect(sizer.size).toBeLessThanOrEqual(Math.max(t.minBatch, growth * before));
           if (d > 1.5 * t.stepTargetMs)
             expect(sizer.size).toBeLessThanOrEqual(Math.max(t.minBatch, before / 2));
         }

@@ -3,10 +3,11 @@
  * answer without one, and the binding frees finished statements only there (a slice that never yields keeps
  * every statement it ran, ~40 KB per step), and the engine thread's messages are handled there.
  */
-import { afterEach, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
 import { Runner } from "../../src/engine/runner.ts";
+import { busyHandlerSleep, PAUSE_MARGIN_MS, Yielder } from "../../src/engine/yield.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
-import { counterMigration, createCounterTable } from "../helpers/engine.ts";
+import { counterMigration, createCounterTable, FakeClock } from "../helpers/engine.ts";
 
 let db: TempDb;
 afterEach(() => db?.cleanup());
@@ -36,4 +37,80 @@ it("gives the event loop a turn between steps, even with yieldMs 0", async () =>
   }
   expect(atStep.length).toBeGreaterThanOrEqual(10);
   for (let i = 1; i < atStep.length; i++) expect(atStep[i]).toBeGreaterThan(atStep[i - 1]!);
+});
+
+/** A fake clock inside whose sleeps another connection can write (as the application does during a pause). */
+class WritingClock extends FakeClock {
+  duringSleep: (() => Promise<void>) | undefined;
+
+  override async sleep(ms: number): Promise<void> {
+    await super.sleep(ms);
+    await this.duringSleep?.();
+  }
+}
+
+describe("the pause sized to how writers wait (engine/yield.ts)", () => {
+  it("knows SQLite's standard busy handler: the sleep a writer is in after waiting so long", () => {
+    const at = [
+      0, 0.5, 1, 2, 3, 7, 8, 17, 18, 32, 33, 52, 53, 77, 78, 102, 103, 127, 128, 177, 178, 227, 228, 5000,
+    ];
+    expect(at.map(busyHandlerSleep)).toEqual([
+      1, 1, 2, 2, 5, 5, 10, 10, 15, 15, 20, 20, 25, 25, 25, 25, 25, 25, 50, 50, 50, 50, 100, 100,
+    ]);
+  });
+
+  it("pauses the busy handler's sleep while others write, keeps the lock free through their backlog, and only the floor when nobody writes", async () => {
+    db = tempDb();
+    const engine = db.open();
+    const app = db.open();
+    await engine.execute("CREATE TABLE t (v INTEGER)");
+    const clock = new WritingClock();
+    const yielder = new Yielder(engine, clock);
+    const options = { policy: "writers", yieldMs: 10 } as const;
+
+    // Nobody else writes: the floor, until 100 ms of lock time in a row call for a full pause (25 ms sleep + margin).
+    await yielder.after(50, options);
+    await yielder.after(50, options);
+    expect(clock.sleeps).toEqual([10, busyHandlerSleep(110) + PAUSE_MARGIN_MS]);
+
+    // The application commits: from now on a full pause after every step, sized to the step's lock time…
+    clock.sleeps.length = 0;
+    await app.execute("INSERT INTO t VALUES (1)");
+    await yielder.after(50, options);
+    expect(clock.sleeps).toEqual([busyHandlerSleep(50) + PAUSE_MARGIN_MS]);
+    // …and extended while the application keeps committing during the pause (its backlog), bounded.
+    clock.sleeps.length = 0;
+    // The application commits inside each sleep of the pause three times more, then stops.
+    let backlog = 3;
+    clock.duringSleep = async () => {
+      if (backlog-- > 0) await app.execute("INSERT INTO t VALUES (2)");
+    };
+    await yielder.after(50, options);
+    expect(clock.sleeps[0]).toBe(busyHandlerSleep(50) + PAUSE_MARGIN_MS);
+    expect(clock.sleeps.length).toBeGreaterThanOrEqual(3);
+    expect(clock.sleeps.slice(1).reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(clock.sleeps[0]!);
+
+    // The fixed policy: the configured pause, whatever happens.
+    clock.duringSleep = undefined;
+    clock.sleeps.length = 0;
+    await app.execute("INSERT INTO t VALUES (3)");
+    await yielder.after(50, { policy: "fixed", yieldMs: 10 });
+    expect(clock.sleeps).toEqual([10]);
+  });
+
+  it("makes every pause a full one where it cannot see other writers (a remote database)", async () => {
+    db = tempDb();
+    const local = db.open();
+    const remote = new Proxy(local, {
+      get: (target, prop) => (prop === "protocol" ? "http" : Reflect.get(target, prop, target)),
+    });
+    const clock = new FakeClock();
+    const yielder = new Yielder(remote, clock);
+    await yielder.after(50, { policy: "writers", yieldMs: 10 });
+    await yielder.after(10, { policy: "writers", yieldMs: 10 });
+    expect(clock.sleeps).toEqual([
+      busyHandlerSleep(50) + PAUSE_MARGIN_MS,
+      busyHandlerSleep(10) + PAUSE_MARGIN_MS,
+    ]);
+  });
 });

@@ -276,6 +276,7 @@ class MigrationRun {
   /** One piece of a read-only walk (./walk.ts). */
   async #walk(phase: "counting" | "verifying"): Promise<MigrationOutcome | undefined> {
     const ctx = this.#ctx;
+    const began = ctx.clock.now();
     const walked = await walkPiece(
       ctx,
       this.#plan,
@@ -288,7 +289,7 @@ class MigrationRun {
     if (typeof walked === "string") return walked;
     this.#row = walked;
     // A piece holds the write lock like a step does: waiting writers get the same yield after it.
-    await ctx.clock.sleep(this.#t.yieldMs, this.#share.signal);
+    await this.#pause(ctx.clock.now() - began);
     return undefined;
   }
 
@@ -416,14 +417,25 @@ class MigrationRun {
     // The log the step wrote is copied back outside the step, then writers get the whole yield: a yield
     // shortened by the checkpoint's time starved the benchmark's ingest (README "Benchmark").
     await ctx.checkpoints.afterStep();
-    await ctx.clock.sleep(this.#t.yieldMs, this.#share.signal);
+    await this.#pause(durationMs);
     return undefined;
+  }
+
+  /** The pause after work that held the write lock for `heldMs`, so waiting writers get it (../yield.ts). */
+  #pause(heldMs: number): Promise<void> {
+    const ctx = this.#ctx;
+    return ctx.yielder.after(
+      heldMs,
+      { policy: ctx.yieldPolicy, yieldMs: this.#t.yieldMs },
+      this.#share.signal,
+    );
   }
 
   /** The key a bisection ended on failed on its own: quarantine it (./quarantine.ts) and go on after it. */
   async #quarantinePoison(): Promise<MigrationOutcome | undefined> {
     const bisection = this.#bisection;
     const poison = bisection.poison!;
+    const began = this.#ctx.clock.now();
     bisection.poison = null;
     const quarantined = await quarantine(
       this.#ctx,
@@ -438,7 +450,7 @@ class MigrationRun {
     this.#row = quarantined;
     bisection.quarantined();
     this.#work.covered = quarantined.rowsProcessed + quarantined.quarantined;
-    await this.#ctx.clock.sleep(this.#t.yieldMs, this.#share.signal);
+    await this.#pause(this.#ctx.clock.now() - began);
     return undefined;
   }
 
