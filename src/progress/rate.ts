@@ -5,10 +5,14 @@
  * back-offs and other migrations' turns included — because that is what predicts when the run will actually end.
  * The busy rate (rows over time spent inside steps) says how fast a step is, for tuning. Both are rows per second.
  *
- * The ETA band comes from the row's `rate_window`: (wall time, rows covered) points the runner adds at the end of
- * each of its slices. Each interval between two points (and the open one up to now) is an effective rate sample,
- * gaps included; the band is the remaining rows over the time-weighted 90th and 10th percentile of those rates
- * (p10–p90 of the ETA). With fewer than three intervals there is no band. `stuck`: running, not throttled, and the
+ * The ETA comes from the row's `rate_window`: (wall time, rows covered) points the runner adds at the end of each
+ * of its slices. Its leading points before the first row was covered (counting the candidates, start-up) are
+ * left out: that time does not recur, and counting it made the ETA at 10 % progress twice the time really left
+ * in the benchmark. The point ETA is the remaining rows at the window's effective rate (rows over wall time from
+ * the first covered row's interval to now, gaps included); without a window, at `rate`. Each interval between two
+ * points (and the open one up to now) is an effective rate sample, gaps included; the band is the remaining rows
+ * over the time-weighted 90th and 10th percentile of those rates (p10–p90 of the ETA). With fewer than three
+ * intervals there is no band. `stuck`: running, not throttled, and the
  * cursor has not moved for `stuckAfterMs`.
  *
  * Rows: `rowsTotal` is the candidates counted when the run started plus the rows each re-sweep found;
@@ -86,11 +90,13 @@ export function computeProgress(
   const busyRate = row.busyMs > 0 && processed > 0 ? processed / (row.busyMs / 1000) : 0;
   const remaining = Math.max(0, total - covered);
   const running = row.status === "running";
-  const etaSeconds = running && rate > 0 ? (remaining > 0 ? remaining / rate : 0) : null;
+  const window = running ? progressWindow(row.rateWindow ?? []) : [];
+  const etaRate = windowRate(window, covered, nowMs) ?? rate;
+  const etaSeconds = running && etaRate > 0 ? (remaining > 0 ? remaining / etaRate : 0) : null;
   const percent = row.status === "done" ? 100 : total > 0 ? Math.min(100, (covered / total) * 100) : 0;
   const heldUntil = parseTime(row.throttledUntil);
   const throttled = running || row.status === "pending" ? heldUntil !== null && heldUntil > nowMs : false;
-  const band = running ? etaBand(row.rateWindow ?? [], covered, nowMs, remaining, etaSeconds) : null;
+  const band = running ? etaBand(window, covered, nowMs, remaining, etaSeconds) : null;
   const movedAt = parseTime(row.progressAt ?? row.lastUpdateAt ?? row.startedAt);
   const stuckAfter = options.stuckAfterMs ?? DEFAULT_STUCK_AFTER_MS;
   const stuck = running && !throttled && movedAt !== null && nowMs - movedAt > stuckAfter;
@@ -105,6 +111,31 @@ export function computeProgress(
     stuck,
     throttled,
   };
+}
+
+/**
+ * The window from the last point before the first covered row on: the leading points at which nothing was covered
+ * yet (counting, start-up) are dropped, all but the last of them (the interval in which covering began counts).
+ */
+export function progressWindow(
+  points: ReadonlyArray<readonly [number, number]>,
+): ReadonlyArray<readonly [number, number]> {
+  const first = points[0];
+  if (!first) return points;
+  let start = 0;
+  while (start + 1 < points.length && points[start + 1]![1] <= first[1]) start++;
+  return points.slice(start);
+}
+
+/** Rows per second over the window's wall time up to now (gaps included); null until it spans a second. */
+function windowRate(
+  points: ReadonlyArray<readonly [number, number]>,
+  covered: number,
+  nowMs: number,
+): number | null {
+  const first = points[0];
+  if (!first || nowMs - first[0] < OPEN_INTERVAL_MIN_MS || covered <= first[1]) return null;
+  return (covered - first[1]) / ((nowMs - first[0]) / 1000);
 }
 
 /** Effective rates of the window's intervals (rows per second, weighted by their length in ms). */

@@ -92,6 +92,29 @@ describe("ETA band", () => {
     expect(withOpen.etaLowSeconds).not.toBeNull();
   });
 
+  it("leaves out the time before the first row was covered (counting): it does not recur", () => {
+    // 20 s counting the candidates, then 10 rows/s; 300 of 1,000 rows covered after 50 s.
+    const rateWindow: [number, number][] = [
+      [T0, 0],
+      [T0 + 20_000, 0],
+      [T0 + 30_000, 100],
+      [T0 + 40_000, 200],
+      [T0 + 50_000, 300],
+    ];
+    const p = computeProgress(running({ rowsProcessed: 300n, rateWindow }), T0 + 50_000);
+    expect(p.rate).toBeCloseTo(6, 9); // rows over the time since the start, as CoreScope reads `rate`
+    expect(p.etaSeconds).toBeCloseTo(70, 6); // 700 rows at 10/s, not 700 at 6/s (117 s)
+    expect(p.etaLowSeconds).toBeCloseTo(70, 6);
+    expect(p.etaHighSeconds).toBeCloseTo(70, 6); // the counting interval is not a slow sample
+    // A window that still only counts: the rate since the start, no band.
+    const counting = computeProgress(
+      running({ rowsProcessed: 0n, rateWindow: rateWindow.slice(0, 2) }),
+      T0 + 20_000,
+    );
+    expect(counting.etaSeconds).toBeNull();
+    expect(counting.etaLowSeconds).toBeNull();
+  });
+
   it("counts quarantined rows as covered", () => {
     const p = computeProgress(running({ rowsProcessed: 590n, quarantined: 10n }), T0 + 40_000);
     expect(p.percent).toBeCloseTo(60, 9);
@@ -189,6 +212,38 @@ describe("the runner's window", () => {
     expect(info.etaLowSeconds!).toBeLessThanOrEqual(info.etaSeconds!);
     expect(info.etaHighSeconds!).toBeGreaterThanOrEqual(info.etaSeconds!);
     expect(info.etaHighSeconds!).toBeGreaterThan(info.etaLowSeconds!); // the gaps were uneven
+  });
+
+  it("starts over when counting ends: the counting slices' time is not in the ETA", async () => {
+    db = tempDb();
+    const client = db.open();
+    await createCounterTable(
+      client,
+      Array.from({ length: 3000 }, (_, i) => BigInt(i + 1)),
+    );
+    let wall = T0;
+    const clock = new FakeClock();
+    const recording = recordingClient(client, { beforeBatch: () => clock.advance(10) });
+    let countedAt: number | undefined;
+    const runner = new Runner({
+      client: recording.client,
+      migrations: [counterMigration({ name: "counter_v1", filter: "done = 0", set: "n = n + 1, done = 1" })],
+      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 0 },
+      clock,
+      wallClock: () => wall,
+      onEvent: (event) => {
+        if (event.type === "counted") countedAt = wall;
+      },
+    });
+    // Slices of 30 ms, 5 s of wall time apart: counting 3,000 keys takes more than one.
+    while (countedAt === undefined) {
+      await runner.runSlice(30);
+      wall += 5_000;
+    }
+    expect(countedAt).toBeGreaterThan(T0); // counting took more than the first slice
+    await runner.runSlice(30);
+    const row = await runner.store.get("counter_v1");
+    expect(row?.rateWindow?.[0]).toEqual([countedAt, 0]);
   });
 });
 

@@ -288,6 +288,8 @@ class MigrationRun {
     );
     if (typeof walked === "string") return walked;
     this.#row = walked;
+    // Counting ended: this slice's ETA point goes into the window that starts with the data walk.
+    if (phase === "counting" && walked.phase === null) this.#work.window = walked.rateWindow ?? undefined;
     // A piece holds the write lock like a step does: waiting writers get the same yield after it.
     await this.#pause(ctx.clock.now() - began);
     return undefined;

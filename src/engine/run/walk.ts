@@ -60,7 +60,9 @@ export async function walkPiece(
   };
   ctx.emit({ type: "scan", name, phase, scanCursor: piece.scanCursor, scanCount: next.scanCount });
   if (phase === "counting" && piece.scanCursor === row.scanEnd) {
-    await ctx.store.finishCounting(lease);
+    // The ETA window starts over with the data walk: counting's time does not recur (progress/rate.ts).
+    const rateWindow: Array<readonly [number, number]> = [[ctx.wallClock(), 0]];
+    await ctx.store.finishCounting(lease, JSON.stringify(rateWindow));
     ctx.emit({
       type: "counted",
       name,
@@ -68,7 +70,7 @@ export async function walkPiece(
       minKey: next.minKey,
       maxKey: next.maxKey,
     });
-    return { ...next, phase: null, rowsTotal: next.scanCount, cursor: null };
+    return { ...next, phase: null, rowsTotal: next.scanCount, cursor: null, rateWindow };
   }
   return next;
 }

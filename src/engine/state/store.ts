@@ -226,13 +226,13 @@ export class StateStore {
   }
 
   /** The count is complete: the data walk starts over the candidates' range with the count as its total. */
-  async finishCounting(lease: Lease): Promise<void> {
+  async finishCounting(lease: Lease, rateWindow: string): Promise<void> {
     await this.fenced(lease, [
       {
         sql: `UPDATE ${STATE_TABLE} SET phase = NULL, rows_total = scan_count, cursor = NULL, progress_at = ${SQL_NOW},
-                ${renewal(lease)}
+                rate_window = ?, ${renewal(lease)}
               WHERE name = ? AND phase = 'counting'`,
-        args: [lease.name],
+        args: [rateWindow, lease.name],
       },
     ]);
   }
