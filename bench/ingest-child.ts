@@ -88,14 +88,21 @@ async function main(): Promise<void> {
   };
 
   const interval = 1000 / rate;
+  /** Waits until message `i` of a schedule that began at `start` is due (open loop: a late one goes at once). */
+  const dueAt = async (start: number, i: number): Promise<number> => {
+    const due = start + i * interval;
+    const wait = due - nowMs();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    else if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve)); // let "stop" arrive
+    return due;
+  };
+
   // Warm-up, not recorded: a fresh process on a freshly copied file first stalls for up to a second (cold
   // pages, first statements), and its backlog would be charged to whatever phase began next. It ends after
   // one second of messages on schedule (each done within 20 ms of its intended start), or after 30 s.
   const warmupStart = nowMs();
   for (let i = 0, onTime = 0; onTime < rate && nowMs() - warmupStart < 30_000; i++) {
-    const due = warmupStart + i * interval;
-    const wait = due - nowMs();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    const due = await dueAt(warmupStart, i);
     await send();
     onTime = nowMs() - due <= 20 ? onTime + 1 : 0;
   }
@@ -103,10 +110,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify({ type: "ready", recentFrom: lowest, recentTo: top })}\n`);
   const start = nowMs();
   for (let i = 0; !stopping; i++) {
-    const due = start + i * interval;
-    const wait = due - nowMs();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
-    else if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve)); // let "stop" arrive
+    const due = await dueAt(start, i);
     if (stopping) break;
     const outcome = await send();
     // From the intended start (`due`), not from when this loop got round to it.

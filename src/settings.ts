@@ -49,7 +49,7 @@ import {
   type ThrottlePolicy,
 } from "./engine/throttle.ts";
 import { DEFAULT_TUNING, resolveTuning, type Tuning } from "./engine/tuning.ts";
-import { YIELD_POLICIES, type YieldPolicyName } from "./engine/yield.ts";
+import { DEFAULT_YIELD_POLICY, YIELD_POLICIES, type YieldPolicyName } from "./engine/yield.ts";
 import { DEFAULT_STUCK_AFTER_MS } from "./progress/rate.ts";
 
 export const DEFAULT_PORT = 8787;
@@ -272,7 +272,7 @@ export function loadSettings(env: Env): Settings {
     migrationsConfig: e.TRICKLE_CONFIG,
     migrationNames: e.TRICKLE_MIGRATIONS,
     tuning,
-    yieldPolicy: e.TRICKLE_YIELD_POLICY ?? "writers",
+    yieldPolicy: e.TRICKLE_YIELD_POLICY ?? DEFAULT_YIELD_POLICY,
     tickMs: e.TRICKLE_TICK_MS ?? DEFAULT_TICK_MS,
     snapshotTtlMs: e.TRICKLE_SNAPSHOT_TTL_MS ?? DEFAULT_SNAPSHOT_TTL_MS,
     throttle: throttleOf(e),

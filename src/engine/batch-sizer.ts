@@ -4,9 +4,9 @@
  * The sizer keeps a smoothed rate (keys per ms) from measured steps and proposes `rate × target`, bounded so a
  * step is at most `maxGrowth` times the previous one, and cut by `shrinkFactor` at once when a step overran or
  * hit SQLITE_BUSY. The first measured step of a run sets the size to `rate × target` (as pt-osc sizes its
- * chunks from the first one's time), up to 32 times the first: doubling from `initialBatch` spent a dozen
- * small steps, each with its fixed costs and its pause, before the steps reached the target. It only does arithmetic on numbers it is
- * given; time is measured by the caller.
+ * chunks from the first one's time), up to 32 times the first: doubling from `initialBatch` spent a dozen small
+ * steps, each with its fixed costs and its pause, before the steps reached the target. It only does arithmetic
+ * on numbers it is given; time is measured by the caller.
  */
 import type { Tuning } from "./tuning.ts";
 
@@ -68,16 +68,18 @@ export class BatchSizer {
   observe(keys: number, ms: number): void {
     const t = this.#t;
     const sample = keys / Math.max(ms, 0.1);
-    const first = this.#rate === undefined;
-    this.#rate = first ? sample : t.rateSmoothing * sample + (1 - t.rateSmoothing) * (this.#rate ?? sample);
-    let next = this.#rate * t.stepTargetMs;
+    const previous = this.#rate;
+    const rate =
+      previous === undefined ? sample : t.rateSmoothing * sample + (1 - t.rateSmoothing) * previous;
+    this.#rate = rate;
+    let next = rate * t.stepTargetMs;
     if (ms > t.overrunFactor * t.stepTargetMs) {
       // Fast shrink: an overrun means the smoothed rate is stale; do not wait for it to catch up.
       next = Math.min(next, keys * t.shrinkFactor);
     } else {
       // The first measurement goes (nearly) straight to the target: as many doublings at once as
       // `FIRST_STEP_DOUBLINGS` allow, which bounds the guess when the first keys were sparse and fast.
-      const growth = first ? t.maxGrowth ** FIRST_STEP_DOUBLINGS : t.maxGrowth;
+      const growth = previous === undefined ? t.maxGrowth ** FIRST_STEP_DOUBLINGS : t.maxGrowth;
       next = Math.min(next, Math.max(keys, this.#size) * growth);
     }
     this.#size = this.#clamp(next);

@@ -27,6 +27,7 @@ import type { Clock } from "./clock.ts";
 
 export type YieldPolicyName = "writers" | "fixed";
 export const YIELD_POLICIES: readonly YieldPolicyName[] = ["writers", "fixed"];
+export const DEFAULT_YIELD_POLICY: YieldPolicyName = "writers";
 
 /** SQLite's standard busy handler: the sleeps between tries, ms (then 100 ms each). */
 const BUSY_SLEEPS = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100] as const;
@@ -48,39 +49,39 @@ export const QUIET_MS = 2_000;
 /** How often a pause looks for other writers' commits while it may be extended. */
 const POLL_MS = 2;
 
-export interface YieldOptions {
-  readonly policy: YieldPolicyName;
-  /** The configured pause (`TRICKLE_YIELD_MS`): the whole pause of `fixed`, the floor of `writers`. */
-  readonly yieldMs: number;
-}
-
 /** Pauses between steps. One per runner; it remembers when other writers were last seen. */
 export class Yielder {
   readonly #client: Client;
   readonly #clock: Clock;
+  readonly #policy: YieldPolicyName;
   /** `undefined`: not read yet; `null`: cannot be read here (a remote database). */
   #version: string | null | undefined;
   #lastForeignAt = Number.NEGATIVE_INFINITY;
 
-  constructor(client: Client, clock: Clock) {
+  constructor(client: Client, clock: Clock, policy: YieldPolicyName = DEFAULT_YIELD_POLICY) {
     this.#client = client;
     this.#clock = clock;
+    this.#policy = policy;
     this.#version = client.protocol === "file" ? undefined : null;
   }
 
-  /** Pauses after work that held the write lock for `heldMs`; resolves early when `signal` aborts. */
-  async after(heldMs: number, options: YieldOptions, signal?: AbortSignal): Promise<void> {
-    if (options.policy === "fixed") {
-      await this.#clock.sleep(options.yieldMs, signal);
+  /**
+   * Pauses after work that held the write lock for `heldMs`; resolves early when `signal` aborts. `yieldMs` is
+   * the migration's configured pause (`TRICKLE_YIELD_MS`, live tuning included): the whole pause of `fixed`, the
+   * shortest of `writers`.
+   */
+  async after(heldMs: number, yieldMs: number, signal?: AbortSignal): Promise<void> {
+    if (this.#policy === "fixed") {
+      await this.#clock.sleep(yieldMs, signal);
       return;
     }
     const seen = await this.#foreignCommit();
     const quiet = this.#version !== null && !seen && this.#clock.now() - this.#lastForeignAt > QUIET_MS;
     if (quiet) {
-      await this.#clock.sleep(options.yieldMs, signal);
+      await this.#clock.sleep(yieldMs, signal);
       return;
     }
-    const full = Math.max(options.yieldMs, busyHandlerSleep(heldMs) + PAUSE_MARGIN_MS);
+    const full = Math.max(yieldMs, busyHandlerSleep(heldMs) + PAUSE_MARGIN_MS);
     await this.#clock.sleep(full, signal);
     // Writers that got in may have a backlog: keep the lock free while they keep committing, bounded.
     const until = this.#clock.now() + full;

@@ -15,7 +15,8 @@ import { StateStore } from "../engine/state-store.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
 
 /** Where a tenant stands, derived from its own `_async_migrations` rows. */
-export type TenantStatus = "pending" | "running" | "done" | "failed" | "unreachable";
+export const TENANT_STATUSES = ["pending", "running", "done", "failed", "unreachable"] as const;
+export type TenantStatus = (typeof TENANT_STATUSES)[number];
 
 export interface TenantMigration {
   readonly name: string;

@@ -3,6 +3,7 @@
  * `_async_migrations` rows (never from a copy that could disagree), read at most once per TTL and shared by all
  * concurrent callers, like the migration snapshots.
  */
+import { singleFlight } from "../progress/single-flight.ts";
 import { type FleetSummary, summarize, type TenantReport } from "./fleet.ts";
 
 export interface FleetView {
@@ -17,15 +18,18 @@ export interface FleetSource {
 }
 
 export class FleetViewCache implements FleetSource {
-  readonly #read: () => Promise<TenantReport[]>;
+  readonly #readOnce: () => Promise<FleetView>;
   readonly #ttlMs: number;
   readonly #now: () => number;
   #current: FleetView | undefined;
-  #inFlight: Promise<FleetView> | undefined;
 
   /** `read` never throws for one tenant: an unreachable tenant is a report (see `fleetStatus`). */
   constructor(options: { read: () => Promise<TenantReport[]>; ttlMs: number; now?: () => number }) {
-    this.#read = options.read;
+    this.#readOnce = singleFlight(async () => {
+      const tenants = await options.read();
+      this.#current = { takenAt: this.#now(), summary: summarize(tenants), tenants };
+      return this.#current;
+    });
     this.#ttlMs = options.ttlMs;
     this.#now = options.now ?? Date.now;
   }
@@ -33,17 +37,6 @@ export class FleetViewCache implements FleetSource {
   get(): Promise<FleetView> {
     const current = this.#current;
     if (current && this.#now() - current.takenAt < this.#ttlMs) return Promise.resolve(current);
-    if (this.#inFlight) return this.#inFlight;
-    const reading: Promise<FleetView> = Promise.resolve()
-      .then(() => this.#read())
-      .then((tenants) => {
-        this.#current = { takenAt: this.#now(), summary: summarize(tenants), tenants };
-        return this.#current;
-      })
-      .finally(() => {
-        if (this.#inFlight === reading) this.#inFlight = undefined;
-      });
-    this.#inFlight = reading;
-    return reading;
+    return this.#readOnce();
   }
 }

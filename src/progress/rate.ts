@@ -6,14 +6,14 @@
  * The busy rate (rows over time spent inside steps) says how fast a step is, for tuning. Both are rows per second.
  *
  * The ETA comes from the row's `rate_window`: (wall time, rows covered) points the runner adds at the end of each
- * of its slices. Its leading points before the first row was covered (counting the candidates, start-up) are
- * left out: that time does not recur, and counting it made the ETA at 10 % progress twice the time really left
- * in the benchmark. The point ETA is the remaining rows at the window's effective rate (rows over wall time from
- * the first covered row's interval to now, gaps included); without a window, at `rate`. Each interval between two
- * points (and the open one up to now) is an effective rate sample, gaps included; the band is the remaining rows
- * over the time-weighted 90th and 10th percentile of those rates (p10–p90 of the ETA). With fewer than three
- * intervals there is no band. `stuck`: running, not throttled, and the
- * cursor has not moved for `stuckAfterMs`.
+ * of its slices; the window starts over when counting ends. Its leading points before the first row was covered
+ * (start-up, counting) are left out: that time does not recur, and counting it made the ETA at 10 % progress
+ * twice the time really left in the benchmark. The point ETA is the remaining rows at the window's effective rate
+ * (rows over wall time from the first covered row's interval to now, gaps included); without a window, at
+ * `rate`. Each interval between two points (and the open one up to now) is an effective rate sample, gaps
+ * included; the band is the remaining rows over the time-weighted 90th and 10th percentile of those rates
+ * (p10–p90 of the ETA). With fewer than three intervals there is no band. `stuck`: running, not throttled, and
+ * the cursor has not moved for `stuckAfterMs`.
  *
  * Rows: `rowsTotal` is the candidates counted when the run started plus the rows each re-sweep found;
  * `rowsProcessed` the candidate rows committed steps changed; `quarantined` the poison rows skipped (not

@@ -15,6 +15,7 @@ import type { RunnerEvent } from "../engine/events.ts";
 import type { RunnerMigrationState } from "../engine/runner.ts";
 import { MIGRATION_STATUSES, type MigrationRow, type MigrationStatus } from "../engine/state-store.ts";
 import { computeProgress } from "./rate.ts";
+import { singleFlight } from "./single-flight.ts";
 
 /** Statuses the service reports. Anything else found in the table (older versions, hand edits) is `unknown`. */
 export type ReportedStatus = MigrationStatus | "unknown";
@@ -463,15 +464,19 @@ export interface ServedSnapshot {
  * that keeps the last known migrations and carries the error.
  */
 export class SnapshotCache {
-  readonly #read: () => Promise<Snapshot>;
+  readonly #readOnce: () => Promise<Snapshot>;
   readonly #ttlMs: number;
   readonly #now: () => number;
   #current: Snapshot | undefined;
-  #inFlight: Promise<Snapshot> | undefined;
   #reads = 0;
 
   constructor(options: SnapshotCacheOptions) {
-    this.#read = options.read;
+    this.#readOnce = singleFlight(async () => {
+      this.#reads++;
+      const snapshot = await options.read();
+      this.publish(snapshot);
+      return snapshot;
+    });
     this.#ttlMs = options.ttlMs;
     this.#now = options.now ?? Date.now;
   }
@@ -509,24 +514,6 @@ export class SnapshotCache {
       };
       return { snapshot: failed, ageMs: last ? Math.max(0, this.#now() - last.takenAt) : 0 };
     }
-  }
-
-  #readOnce(): Promise<Snapshot> {
-    if (this.#inFlight) return this.#inFlight;
-    this.#reads++;
-    // `.finally` callbacks always run asynchronously, so the slot is cleared only after it was set, even if
-    // `read` fails synchronously.
-    const read: Promise<Snapshot> = Promise.resolve()
-      .then(() => this.#read())
-      .then((snapshot) => {
-        this.publish(snapshot);
-        return snapshot;
-      })
-      .finally(() => {
-        if (this.#inFlight === read) this.#inFlight = undefined;
-      });
-    this.#inFlight = read;
-    return read;
   }
 }
 

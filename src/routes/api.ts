@@ -36,6 +36,17 @@ export type Method = "GET" | "POST" | "PATCH";
 export type Guard = "admin" | "cron";
 
 /**
+ * Each guard once: the configuration field holding its secret (also its OpenAPI security scheme's name), the
+ * variable that sets it, and what it guards (a request meets "<what> disabled" while the secret is unset).
+ */
+export const GUARDS: Readonly<
+  Record<Guard, { secret: "adminToken" | "cronSecret"; variable: string; what: string }>
+> = {
+  admin: { secret: "adminToken", variable: "ADMIN_TOKEN", what: "control API" },
+  cron: { secret: "cronSecret", variable: "CRON_SECRET", what: "HTTP tick" },
+};
+
+/**
  * Who may call what, by path prefix: every request under a guarded prefix, to a declared route or not, meets the
  * guard first, so a disabled control API answers 403 to anything under it and reveals nothing else.
  */
@@ -99,19 +110,15 @@ export const PATH_PARAMETERS: Readonly<Record<string, string>> = {
   name: "A registered migration name, e.g. tx_last_seen_backfill_v1.",
 };
 
-const GUARD_REPLIES: Readonly<Record<Guard | "none", Readonly<Record<number, Reply>>>> = {
-  none: {},
-  admin: {
+/** What a guard answers before the route does. */
+function guardReplies(guard: Guard): Record<number, Reply> {
+  const { what, variable } = GUARDS[guard];
+  return {
     401: failure("Missing or wrong bearer token."),
-    403: failure("The control API is disabled (ADMIN_TOKEN unset)."),
+    403: failure(`The ${what} is disabled (${variable} unset).`),
     413: failure("Request body too large."),
-  },
-  cron: {
-    401: failure("Missing or wrong bearer token."),
-    403: failure("The HTTP tick is disabled (CRON_SECRET unset)."),
-    413: failure("Request body too large."),
-  },
-};
+  };
+}
 
 /**
  * Every answer of `route`: its own, its guard's (401, 403, 413), a 400 when it validates anything, a 404 for an
@@ -122,7 +129,8 @@ export function repliesOf(route: RouteDeclaration): Readonly<Record<number, Repl
   if (route.query || route.body)
     replies[400] = failure("Malformed query or body; `problems` lists every one.");
   if (route.path.includes(":name")) replies[404] = failure("Unknown migration.");
-  Object.assign(replies, GUARD_REPLIES[guardOf(route.path)?.guard ?? "none"]);
+  const guard = guardOf(route.path)?.guard;
+  if (guard) Object.assign(replies, guardReplies(guard));
   replies[500] = failure("An unexpected error (logged by name and message; the answer carries no details).");
   replies[503] = failure("The database is busy or unreachable; retry shortly (`Retry-After`).");
   return Object.assign(replies, route.responses);

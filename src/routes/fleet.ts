@@ -8,7 +8,7 @@ import { problem } from "./problem.ts";
 
 export function fleetRoutes(deps: AppDeps): Hono {
   const app = new Hono();
-  mounter(deps)(app, ROUTES.fleet, async (c) => {
+  mounter(app, deps)(ROUTES.fleet, async (c) => {
     if (!deps.fleet)
       return problem(c, 404, "no fleet is configured here (TRICKLE_FLEET_DATABASES names a fleet file)");
     const view = await deps.fleet.get();

@@ -7,7 +7,7 @@ import { mounter } from "./mount.ts";
 
 export function healthRoutes(deps: AppDeps): Hono {
   const app = new Hono();
-  mounter(deps)(app, ROUTES.healthz, async (c) => {
+  mounter(app, deps)(ROUTES.healthz, async (c) => {
     const { snapshot, ageMs } = await deps.snapshots.get();
     const running = isMigrationRunning(snapshot);
     const failed = snapshot.migrations.some((m) => m.status === "failed");

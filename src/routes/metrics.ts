@@ -12,7 +12,7 @@ import { mounter } from "./mount.ts";
 
 export function metricsRoutes(deps: AppDeps): Hono {
   const app = new Hono();
-  mounter(deps)(app, ROUTES.metrics, async (c) => {
+  mounter(app, deps)(ROUTES.metrics, async (c) => {
     const served = await deps.snapshots.get();
     c.header("Cache-Control", "no-store");
     // Always 200: a scrape that fails would hide the error gauge that says why.

@@ -29,15 +29,15 @@ export function migrationRoutes(deps: AppDeps): Hono {
     if (!controls.names.includes(nameOf(c))) return unknown(c);
     await next();
   };
-  const mount = mounter(deps, { name: known });
+  const mount = mounter(app, deps, { name: known });
 
-  mount(app, ROUTES.list, async (c) => {
+  mount(ROUTES.list, async (c) => {
     const rows = await controls.list();
     const t = now();
     return c.json({ migrations: rows.map((row) => migrationInfo(row, t, undefined, info)) });
   });
 
-  mount(app, ROUTES.detail, async (c) => {
+  mount(ROUTES.detail, async (c) => {
     const name = nameOf(c);
     const row = await controls.get(name);
     const definition = controls.definition(name);
@@ -65,7 +65,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
   });
 
   for (const action of CONTROL_ACTIONS) {
-    mount(app, ROUTES[action], async (c) => {
+    mount(ROUTES[action], async (c) => {
       const name = nameOf(c);
       const result = await controls.act(name, action, c.var.body?.note);
       if (result.status === "not-found") return unknown(c);
@@ -82,7 +82,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   }
 
-  mount(app, ROUTES.dryRun, async (c) => {
+  mount(ROUTES.dryRun, async (c) => {
     const name = nameOf(c);
     const { note: _note, ...options } = c.var.body ?? {};
     const report = await controls.dryRun(name, options);
@@ -115,7 +115,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   });
 
-  mount(app, ROUTES.failures, async (c) => {
+  mount(ROUTES.failures, async (c) => {
     const name = nameOf(c);
     const failures = await controls.failures(name, { includeResolved: c.var.query.resolved === "include" });
     const row = await controls.get(name);
@@ -136,7 +136,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
     });
   });
 
-  mount(app, ROUTES.retryFailures, async (c) => {
+  mount(ROUTES.retryFailures, async (c) => {
     const name = nameOf(c);
     const result = await controls.retryFailures(name, c.var.body?.keys, c.var.body?.note);
     if (result.status === "not-found") return unknown(c);
@@ -147,7 +147,7 @@ export function migrationRoutes(deps: AppDeps): Hono {
     return c.json({ name, requested: result.requested, from: result.from, to: result.to, appliesWhen });
   });
 
-  mount(app, ROUTES.tune, async (c) => {
+  mount(ROUTES.tune, async (c) => {
     const name = nameOf(c);
     const result = await controls.tune(name, c.var.body);
     if (result.status === "not-found") return unknown(c);

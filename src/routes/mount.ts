@@ -1,12 +1,13 @@
 /**
- * Mounts a handler on a declared route (api.ts). What the declaration says is what runs before the handler, in
- * this order: the bearer check of its path's guard (403 disabled, 401 wrong token) with the body limit (413), then the
- * check of each path parameter (the migration-name lookup: 404 before any SQL), then the query and body
- * validation (one 400 listing every problem). The handler reads the parsed values from `c.var.query` and `c.var.body`.
+ * Mounts handlers on declared routes (api.ts). What the declaration says is what runs before the handler, in
+ * this order: the bearer check of its path's guard (403 disabled, 401 wrong token) with the body limit (413),
+ * then the check of each path parameter (the migration-name lookup: 404 before any SQL), then the query and
+ * body validation (one 400 listing every problem). The handler reads the parsed values from `c.var.query` and
+ * `c.var.body`.
  */
 import type { Context, Handler, Hono, MiddlewareHandler } from "hono";
 import type { z } from "zod";
-import { guardOf, type RouteDeclaration } from "./api.ts";
+import { GUARDS, guardOf, type RouteDeclaration } from "./api.ts";
 import { requireBearer } from "./auth.ts";
 import type { AppDeps } from "./deps.ts";
 import { limitBody, validate } from "./validation.ts";
@@ -17,33 +18,29 @@ type Parsed<S> = S extends z.ZodType ? z.output<S> : undefined;
 export type RouteContext<Q, B> = Context<{ Variables: { query: Parsed<Q>; body: Parsed<B> } }>;
 
 export type Mount = <Q extends z.ZodType | undefined, B extends z.ZodType | undefined>(
-  app: Hono,
   route: RouteDeclaration<Q, B>,
   handler: (c: RouteContext<Q, B>) => Response | Promise<Response>,
 ) => void;
 
 /**
- * A `mount` whose guards read the secrets from `deps.config` on every request (Workers bindings arrive late),
- * with a check for each path parameter its routes have (`:name` → `params.name`). The first route mounted under
- * a guarded prefix (api.ts) puts the guard on the whole prefix of that app, declared routes or not.
+ * Mounts routes on `app`. Guards read their secret from `deps.config` on every request (Workers bindings arrive
+ * late); each path parameter of a route needs its check in `params` (`:name` → `params.name`). The first route
+ * mounted under a guarded prefix (api.ts) puts the guard on the whole prefix, declared routes or not.
  */
 export function mounter(
+  app: Hono,
   deps?: Pick<AppDeps, "config">,
   params: Readonly<Record<string, MiddlewareHandler>> = {},
 ): Mount {
-  const guarded = new WeakMap<Hono, Set<string>>();
-  const guard = (app: Hono, path: string): void => {
+  const guarded = new Set<string>();
+  const guard = (path: string): void => {
     const found = guardOf(path);
-    const done = guarded.get(app) ?? new Set<string>();
-    guarded.set(app, done);
-    if (!found || done.has(found.prefix)) return;
+    if (!found || guarded.has(found.prefix)) return;
     if (!deps) throw new Error(`${path} needs the app's configuration to be mounted (it is guarded)`);
-    const check =
-      found.guard === "admin"
-        ? requireBearer(() => deps.config.adminToken, "control API disabled")
-        : requireBearer(() => deps.config.cronSecret, "HTTP tick disabled");
+    const { secret, what } = GUARDS[found.guard];
+    const check = requireBearer(() => deps.config[secret], `${what} disabled`);
     for (const prefix of [found.prefix, `${found.prefix}/*`]) app.use(prefix, check, limitBody());
-    done.add(found.prefix);
+    guarded.add(found.prefix);
   };
   const paramChecks = (path: string) =>
     [...path.matchAll(/:(\w+)/g)].map(([, param]) => {
@@ -51,8 +48,8 @@ export function mounter(
       if (!check) throw new Error(`no check for the path parameter :${param} of ${path}`);
       return check;
     });
-  return (app, route, handler) => {
-    guard(app, route.path);
+  return (route, handler) => {
+    guard(route.path);
     const chain: MiddlewareHandler[] = [
       ...paramChecks(route.path),
       ...(route.query || route.body ? [validate({ query: route.query, body: route.body })] : []),

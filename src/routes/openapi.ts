@@ -6,6 +6,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import {
   ALL_ROUTES,
+  GUARDS,
   guardOf,
   PATH_PARAMETERS,
   type Reply,
@@ -61,7 +62,7 @@ function operation(route: RouteDeclaration): JsonObject {
   const guard = guardOf(route.path);
   return {
     summary: route.summary,
-    ...(guard ? { security: [{ [guard.guard === "admin" ? "adminToken" : "cronSecret"]: [] }] } : {}),
+    ...(guard ? { security: [{ [GUARDS[guard.guard].secret]: [] }] } : {}),
     ...(params.length > 0 ? { parameters: params } : {}),
     ...(route.body
       ? {
@@ -94,10 +95,12 @@ export function buildOpenApiDocument(): JsonObject {
         "Online data backfills (async migrations) for libSQL/SQLite in small, time-budgeted steps.",
     },
     components: {
-      securitySchemes: {
-        adminToken: { type: "http", scheme: "bearer", description: "ADMIN_TOKEN" },
-        cronSecret: { type: "http", scheme: "bearer", description: "CRON_SECRET" },
-      },
+      securitySchemes: Object.fromEntries(
+        Object.values(GUARDS).map((g) => [
+          g.secret,
+          { type: "http", scheme: "bearer", description: g.variable },
+        ]),
+      ),
     },
     paths,
   };
@@ -106,7 +109,7 @@ export function buildOpenApiDocument(): JsonObject {
 export function openApiRoutes(): Hono {
   const app = new Hono();
   let document: JsonObject | undefined;
-  mounter()(app, ROUTES.openapi, (c) => {
+  mounter(app)(ROUTES.openapi, (c) => {
     document ??= buildOpenApiDocument();
     return c.json(document);
   });

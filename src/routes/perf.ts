@@ -8,8 +8,8 @@ import { mounter } from "./mount.ts";
 
 export function perfRoutes(deps: AppDeps, stats: RequestStats): Hono {
   const app = new Hono();
-  const mount = mounter(deps);
-  mount(app, ROUTES.perf, async (c) => {
+  const mount = mounter(app, deps);
+  mount(ROUTES.perf, async (c) => {
     const { snapshot, ageMs } = await deps.snapshots.get();
     publicReadHeaders(c, snapshot);
     return c.json({
@@ -24,7 +24,7 @@ export function perfRoutes(deps: AppDeps, stats: RequestStats): Hono {
     });
   });
   // CoreScope #1735 serves the bare list here; its banner and UI read it.
-  mount(app, ROUTES.perfMigrations, async (c) => {
+  mount(ROUTES.perfMigrations, async (c) => {
     const { snapshot } = await deps.snapshots.get();
     publicReadHeaders(c, snapshot);
     return c.json(snapshot.migrations);

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { TUNABLE_FIELDS } from "../engine/controls.ts";
 import { INT64_MAX, INT64_MIN, int64Key } from "../engine/state/row.ts";
+import { TENANT_STATUSES } from "../fleet/fleet.ts";
 import { REPORTED_STATUSES } from "../progress/snapshot.ts";
 import type { Problem } from "./problem.ts";
 
@@ -351,7 +352,7 @@ export const FleetResponseSchema = z.object({
   tenants: z.array(
     z.object({
       database: z.string().describe("The URL as listed, credentials removed."),
-      status: z.enum(["pending", "running", "done", "failed", "unreachable"]),
+      status: z.enum(TENANT_STATUSES),
       detail: z.string().nullable().describe("Why it is failed, unreachable or waiting."),
       migrations: z.array(
         z.object({

@@ -18,7 +18,7 @@ import { invalidRequest, problem } from "./problem.ts";
 export function tickRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   const clock = () => performance.now();
-  mounter(deps)(app, ROUTES.tick, async (c) => {
+  mounter(app, deps)(ROUTES.tick, async (c) => {
     const maxBudgetMs = deps.config.sliceBudgetMs;
     const budgetMs = c.var.query.budgetMs ?? maxBudgetMs;
     if (budgetMs > maxBudgetMs) {

@@ -7,12 +7,12 @@ import { mounter } from "./mount.ts";
 
 export function uiRoutes(): Hono {
   const app = new Hono();
-  const mount = mounter();
-  mount(app, ROUTES.statusPage, (c) => {
+  const mount = mounter(app);
+  mount(ROUTES.statusPage, (c) => {
     c.header("Cache-Control", "no-cache");
     return c.html(STATUS_PAGE_HTML);
   });
-  mount(app, ROUTES.banner, (c) => {
+  mount(ROUTES.banner, (c) => {
     c.header("Cache-Control", "no-cache");
     // Other origins' pages may include it (secure headers would default this to same-origin).
     c.header("Cross-Origin-Resource-Policy", "cross-origin");

@@ -155,6 +155,8 @@ const SCRIPT = String.raw`
   var fleetEl = document.getElementById("fleet");
   // Tenants listed by name at most; the summary counts them all.
   var FLEET_LISTED = 50;
+  // Set once GET api/fleet answered 404: this server has no fleet, and will not grow one while the page is open.
+  var noFleet = false;
   var tokenForm = document.getElementById("token-form");
   var tokenInput = document.getElementById("token");
   var tokenState = document.getElementById("token-state");
@@ -351,7 +353,6 @@ const SCRIPT = String.raw`
 
   function buildChart(title) {
     var figure = el("figure", "chart");
-
     figure.append(el("figcaption", "", title));
     var svg = document.createElementNS(SVG_NS, "svg");
     svg.setAttribute("viewBox", "0 0 " + CHART_W + " " + CHART_H);
@@ -585,9 +586,10 @@ const SCRIPT = String.raw`
     }
   }
 
-  // The fleet section, when the server has one (GET api/fleet answers 404 otherwise): counts, then the tenants
-  // that are not done, the broken ones first.
+  // The fleet section, when the server has one: counts, then the tenants that are not done, the broken ones
+  // first. GET api/fleet answers 404 without one; the page then stops asking.
   function renderFleet(result) {
+    if (result && result.value && result.value.status === 404) noFleet = true;
     var view = result && result.value && result.value.ok ? result.value.data : null;
     if (!view || !view.summary || !Array.isArray(view.tenants)) {
       fleetEl.hidden = true;
@@ -675,7 +677,8 @@ const SCRIPT = String.raw`
     if (inFlight) return;
     inFlight = true;
     clearTimeout(timer);
-    Promise.all([settle(readJson("api/perf")), settle(readJson("api/healthz")), settle(readJson("api/fleet"))]).then(function (results) {
+    var fleet = noFleet ? Promise.resolve(null) : settle(readJson("api/fleet"));
+    Promise.all([settle(readJson("api/perf")), settle(readJson("api/healthz")), fleet]).then(function (results) {
       var perf = results[0];
       var health = results[1];
       renderFleet(results[2]);

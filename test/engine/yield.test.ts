@@ -65,18 +65,17 @@ describe("the pause sized to how writers wait (engine/yield.ts)", () => {
     const app = db.open();
     await engine.execute("CREATE TABLE t (v INTEGER)");
     const clock = new WritingClock();
-    const yielder = new Yielder(engine, clock);
-    const options = { policy: "writers", yieldMs: 10 } as const;
+    const yielder = new Yielder(engine, clock, "writers");
 
     // Nobody else writes: the floor.
-    await yielder.after(50, options);
-    await yielder.after(50, options);
+    await yielder.after(50, 10);
+    await yielder.after(50, 10);
     expect(clock.sleeps).toEqual([10, 10]);
 
     // The application commits: from now on a full pause after every step, sized to the step's lock time…
     clock.sleeps.length = 0;
     await app.execute("INSERT INTO t VALUES (1)");
-    await yielder.after(50, options);
+    await yielder.after(50, 10);
     expect(clock.sleeps).toEqual([busyHandlerSleep(50) + PAUSE_MARGIN_MS]);
     // …and extended while the application keeps committing during the pause (its backlog), bounded.
     clock.sleeps.length = 0;
@@ -85,7 +84,7 @@ describe("the pause sized to how writers wait (engine/yield.ts)", () => {
     clock.duringSleep = async () => {
       if (backlog-- > 0) await app.execute("INSERT INTO t VALUES (2)");
     };
-    await yielder.after(50, options);
+    await yielder.after(50, 10);
     expect(clock.sleeps[0]).toBe(busyHandlerSleep(50) + PAUSE_MARGIN_MS);
     expect(clock.sleeps.length).toBeGreaterThanOrEqual(3);
     expect(clock.sleeps.slice(1).reduce((a, b) => a + b, 0)).toBeLessThanOrEqual(clock.sleeps[0]!);
@@ -94,7 +93,7 @@ describe("the pause sized to how writers wait (engine/yield.ts)", () => {
     clock.duringSleep = undefined;
     clock.sleeps.length = 0;
     await app.execute("INSERT INTO t VALUES (3)");
-    await yielder.after(50, { policy: "fixed", yieldMs: 10 });
+    await new Yielder(engine, clock, "fixed").after(50, 10);
     expect(clock.sleeps).toEqual([10]);
   });
 
@@ -106,8 +105,8 @@ describe("the pause sized to how writers wait (engine/yield.ts)", () => {
     });
     const clock = new FakeClock();
     const yielder = new Yielder(remote, clock);
-    await yielder.after(50, { policy: "writers", yieldMs: 10 });
-    await yielder.after(10, { policy: "writers", yieldMs: 10 });
+    await yielder.after(50, 10);
+    await yielder.after(10, 10);
     expect(clock.sleeps).toEqual([
       busyHandlerSleep(50) + PAUSE_MARGIN_MS,
       busyHandlerSleep(10) + PAUSE_MARGIN_MS,

@@ -4,6 +4,7 @@
  * means running without cursor progress for TRICKLE_STUCK_AFTER_MS; `verifiedAt`/`residual` are recorded at the
  * end of every run. All of it shows in the API, `trickle status`, the status page and the banner.
  */
+import type { InStatement } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
 import { loadConfig } from "../../src/config.ts";
 import { loadOperatorConfig } from "../../src/engine/operator-config.ts";
@@ -24,7 +25,7 @@ import {
   recordingClient,
   sqlOf,
 } from "../helpers/engine.ts";
-import { type FakeElement, runScript } from "./fake-dom.ts";
+import { FakeAnswer, type FakeElement, runScript } from "./fake-dom.ts";
 
 let db: TempDb | undefined;
 let service: Service | undefined;
@@ -172,40 +173,66 @@ describe("stuck", () => {
   });
 });
 
+/**
+ * A 3,000-key counter migration on a fake clock that charges 10 ms for each batch `charge` picks, with a wall
+ * clock the test moves (starting at T0).
+ */
+async function counterRunOverWallTime(options: {
+  readonly batch: number;
+  readonly charge: (statements: readonly InStatement[]) => boolean;
+  readonly onCounted?: (wallMs: number) => void;
+}) {
+  db = tempDb();
+  const client = db.open();
+  await createCounterTable(
+    client,
+    Array.from({ length: 3000 }, (_, i) => BigInt(i + 1)),
+  );
+  let wallMs = T0;
+  const clock = new FakeClock();
+  const recording = recordingClient(client, {
+    beforeBatch: (statements) => {
+      if (options.charge(statements)) clock.advance(10);
+    },
+  });
+  const runner = new Runner({
+    client: recording.client,
+    migrations: [counterMigration({ name: "counter_v1", filter: "done = 0", set: "n = n + 1, done = 1" })],
+    tuning: { initialBatch: options.batch, maxBatch: options.batch, yieldMs: 0 },
+    clock,
+    wallClock: () => wallMs,
+    onEvent: (event) => {
+      if (event.type === "counted") options.onCounted?.(wallMs);
+    },
+  });
+  const wall = {
+    now: () => wallMs,
+    advance: (ms: number) => {
+      wallMs += ms;
+    },
+  };
+  return { runner, wall };
+}
+
 describe("the runner's window", () => {
   it("records a point per slice over wall time, so a running migration gets a band", async () => {
-    db = tempDb();
-    const client = db.open();
-    await createCounterTable(
-      client,
-      Array.from({ length: 3000 }, (_, i) => BigInt(i + 1)),
-    );
-    let wall = T0;
-    const clock = new FakeClock();
-    const recording = recordingClient(client, {
-      beforeBatch: (statements) => {
-        if (statements.some((s) => sqlOf(s).startsWith("INSERT INTO _async_migrations_fence")))
-          clock.advance(10);
-      },
-    });
-    const runner = new Runner({
-      client: recording.client,
-      migrations: [counterMigration({ name: "counter_v1", filter: "done = 0", set: "n = n + 1, done = 1" })],
-      tuning: { initialBatch: 50, maxBatch: 50, yieldMs: 0 },
-      clock,
-      wallClock: () => wall,
+    // Each step's batch costs 10 ms of fake time.
+    const { runner, wall } = await counterRunOverWallTime({
+      batch: 50,
+      charge: (statements) =>
+        statements.some((s) => sqlOf(s).startsWith("INSERT INTO _async_migrations_fence")),
     });
     // Five slices of 100 ms of work, one every 5 s of wall time, with uneven gaps.
     for (const gap of [5_000, 5_000, 8_000, 5_000, 12_000]) {
       await runner.runSlice(100);
-      wall += gap;
+      wall.advance(gap);
     }
     await runner.runSlice(100);
     const row = await runner.store.get("counter_v1");
     // The run's start, then one point per slice — except the first, which ended within a second of the start.
     expect(row?.rateWindow?.map(([t]) => t - T0)).toEqual([0, 5_000, 10_000, 18_000, 23_000, 35_000]);
     expect(row?.rateWindow?.[0]).toEqual([T0, 0]);
-    const info = buildSnapshot([row!], { names: ["counter_v1"], takenAt: wall + 500 }).migrations[0]!;
+    const info = buildSnapshot([row!], { names: ["counter_v1"], takenAt: wall.now() + 500 }).migrations[0]!;
     expect(info.status).toBe("running");
     expect(info.etaLowSeconds).not.toBeNull();
     expect(info.etaHighSeconds).not.toBeNull();
@@ -215,30 +242,19 @@ describe("the runner's window", () => {
   });
 
   it("starts over when counting ends: the counting slices' time is not in the ETA", async () => {
-    db = tempDb();
-    const client = db.open();
-    await createCounterTable(
-      client,
-      Array.from({ length: 3000 }, (_, i) => BigInt(i + 1)),
-    );
-    let wall = T0;
-    const clock = new FakeClock();
-    const recording = recordingClient(client, { beforeBatch: () => clock.advance(10) });
+    // Every batch (counting pieces included) costs 10 ms of fake time.
     let countedAt: number | undefined;
-    const runner = new Runner({
-      client: recording.client,
-      migrations: [counterMigration({ name: "counter_v1", filter: "done = 0", set: "n = n + 1, done = 1" })],
-      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 0 },
-      clock,
-      wallClock: () => wall,
-      onEvent: (event) => {
-        if (event.type === "counted") countedAt = wall;
+    const { runner, wall } = await counterRunOverWallTime({
+      batch: 10,
+      charge: () => true,
+      onCounted: (at) => {
+        countedAt = at;
       },
     });
     // Slices of 30 ms, 5 s of wall time apart: counting 3,000 keys takes more than one.
     while (countedAt === undefined) {
       await runner.runSlice(30);
-      wall += 5_000;
+      wall.advance(5_000);
     }
     expect(countedAt).toBeGreaterThan(T0); // counting took more than the first slice
     await runner.runSlice(30);
@@ -445,6 +461,25 @@ describe("status page and banner show the band", () => {
     expect(drawn[2]?.points?.split(" ")).toHaveLength(3);
     // No probe configured: no probe chart.
     expect(charts(second!).map((c) => c.hidden)).toEqual([false, false, true]);
+  });
+
+  it("the status page stops asking for the fleet once the server says it has none", async () => {
+    const script = /<script>([\s\S]*?)<\/script>/.exec(STATUS_PAGE_HTML)?.[1] ?? "";
+    const perf = { asyncMigrations: [item({})] };
+    const { byId, fetched, nextTimer } = await runScript(
+      script,
+      {
+        "/api/perf": perf,
+        "/api/healthz": health(perf.asyncMigrations),
+        "/api/fleet": new FakeAnswer(404, { status: 404, detail: "no fleet is configured here" }),
+      },
+      { ids: STATUS_PAGE_IDS },
+    );
+    expect(byId.get("fleet")!.hidden).toBe(true);
+    await nextTimer(); // the next refresh
+    const count = (path: string) => fetched.filter((p) => p === path).length;
+    expect(count("/api/perf")).toBe(2);
+    expect(count("/api/fleet")).toBe(1);
   });
 
   it("the status page finds its API under a prefix opened without the trailing slash", async () => {

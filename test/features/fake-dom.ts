@@ -104,12 +104,29 @@ function textNode(text: string): FakeElement {
   return node;
 }
 
-/** Runs `source` with a fake document; `fetch` answers each path with the JSON `responses` give for it. */
+/** An answer with another status than 200 (`responses` values are otherwise 200 JSON bodies). */
+export class FakeAnswer {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+  ) {}
+}
+
+/**
+ * Runs `source` with a fake document; `fetch` answers each path with the JSON `responses` give for it, and
+ * records the paths asked for. Timers do not run by themselves: `nextTimer()` runs the last one set (the next
+ * refresh) and lets its requests settle.
+ */
 export async function runScript(
   source: string,
   responses: Record<string, unknown>,
   options: { ids?: readonly string[]; pathname?: string } = {},
-): Promise<{ document: { body: FakeElement; head: FakeElement }; byId: Map<string, FakeElement> }> {
+): Promise<{
+  document: { body: FakeElement; head: FakeElement };
+  byId: Map<string, FakeElement>;
+  fetched: string[];
+  nextTimer: () => Promise<void>;
+}> {
   const byId = new Map((options.ids ?? []).map((id) => [id, new FakeElement("div")]));
   const body = new FakeElement("body");
   const head = new FakeElement("head");
@@ -125,25 +142,36 @@ export async function runScript(
     getElementById: (id: string) => byId.get(id) ?? null,
     addEventListener: () => {},
   };
+  const fetched: string[] = [];
   const fetch = async (url: string) => {
     // Relative URLs resolve against the page's own location, as in a browser.
     const path = new URL(url, `http://app.test${options.pathname ?? "/"}`).pathname;
-    const body = responses[path];
-    if (body === undefined) throw new Error(`unexpected fetch ${path}`);
-    const text = JSON.stringify(body);
+    fetched.push(path);
+    const answer = responses[path];
+    if (answer === undefined) throw new Error(`unexpected fetch ${path}`);
+    const status = answer instanceof FakeAnswer ? answer.status : 200;
+    const text = JSON.stringify(answer instanceof FakeAnswer ? answer.body : answer);
     return {
-      ok: true,
-      status: 200,
+      ok: status < 400,
+      status,
       headers: { get: () => null },
       text: async () => text,
       json: async () => JSON.parse(text),
     };
   };
+  const timers: (() => void)[] = [];
+  const settle = async () => {
+    // Let the fetch promises and their `then`s settle.
+    for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
   const context: Record<string, unknown> = {
     document,
     fetch,
     URL,
-    setTimeout: () => 0,
+    setTimeout: (callback: () => void) => {
+      timers.push(callback);
+      return timers.length;
+    },
     clearTimeout: () => {},
     location: { pathname: options.pathname ?? "/" },
     console,
@@ -151,7 +179,12 @@ export async function runScript(
   context.window = context;
   const { createContext } = await import("node:vm");
   new Script(source).runInContext(createContext(context));
-  // Let the fetch promises and their `then`s settle.
-  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
-  return { document, byId };
+  await settle();
+  const nextTimer = async () => {
+    const callback = timers.at(-1);
+    if (!callback) throw new Error("no timer was set");
+    callback();
+    await settle();
+  };
+  return { document, byId, fetched, nextTimer };
 }

@@ -49,6 +49,8 @@ describe("CoreScope's field names", () => {
 /** `_async_migrations` as CoreScope's ingestor creates it: five columns, `datetime('now')` times. */
 const CORESCOPE_STATE_TABLE = `CREATE TABLE _async_migrations (name TEXT PRIMARY KEY, status TEXT NOT NULL,
   started_at TEXT NOT NULL DEFAULT (datetime('now')), ended_at TEXT, error TEXT)`;
+/** trickle's backfill as CoreScope's boot code leaves it before it ran: `pending_async`. */
+const PENDING_ASYNC_TX = `INSERT INTO _async_migrations (name, status) VALUES ('${TX}', 'pending_async')`;
 
 describe("rows CoreScope's Go code wrote", () => {
   it("are adopted where trickle runs them and shown read-only where it does not, failures included", async () => {
@@ -60,7 +62,7 @@ describe("rows CoreScope's Go code wrote", () => {
         await client.batch(
           [
             CORESCOPE_STATE_TABLE,
-            `INSERT INTO _async_migrations (name, status) VALUES ('${TX}', 'pending_async')`,
+            PENDING_ASYNC_TX,
             `INSERT INTO _async_migrations (name, status, ended_at, error)
                VALUES ('from_pubkey_backfill_v1', 'failed', datetime('now'), 'boom: disk I/O error')`,
             `INSERT INTO _async_migrations (name, status, ended_at)
@@ -122,10 +124,7 @@ describe("CoreScope's own reader on the table trickle keeps", () => {
       env: { TRICKLE_SNAPSHOT_TTL_MS: "0" },
       transmissions: 2000,
       prepare: async (client) => {
-        await client.execute(CORESCOPE_STATE_TABLE);
-        await client.execute(
-          `INSERT INTO _async_migrations (name, status) VALUES ('${TX}', 'pending_async')`,
-        );
+        await client.batch([CORESCOPE_STATE_TABLE, PENDING_ASYNC_TX], "write");
       },
     });
     expect((await h.service.controls.tune(TX, { initialBatch: 100, maxBatch: 100 })).status).toBe("ok");

@@ -13,7 +13,7 @@ import type { StateStore } from "../state/store.ts";
 import type { Throttle } from "../throttle.ts";
 import type { Tuning } from "../tuning.ts";
 import type { DeferredCheckpoints } from "../wal-checkpoint.ts";
-import type { Yielder, YieldPolicyName } from "../yield.ts";
+import type { Yielder } from "../yield.ts";
 
 /** How one migration's part of a slice ended. */
 export type MigrationOutcome =
@@ -89,9 +89,8 @@ export interface RunContext {
   readonly throttle: Throttle;
   /** WAL checkpoints outside the steps of a slice, on a local file (wal-checkpoint.ts). */
   readonly checkpoints: DeferredCheckpoints;
-  /** The pause after work that held the write lock (../yield.ts), and its policy. */
+  /** The pause after work that held the write lock (../yield.ts). */
   readonly yielder: Yielder;
-  readonly yieldPolicy: YieldPolicyName;
   readonly states: InProcessStates;
   /** The runner's tuning with the definition's on top (live overrides come on top of that, per lease). */
   tuningOf(name: string): Tuning;

@@ -425,12 +425,7 @@ class MigrationRun {
 
   /** The pause after work that held the write lock for `heldMs`, so waiting writers get it (../yield.ts). */
   #pause(heldMs: number): Promise<void> {
-    const ctx = this.#ctx;
-    return ctx.yielder.after(
-      heldMs,
-      { policy: ctx.yieldPolicy, yieldMs: this.#t.yieldMs },
-      this.#share.signal,
-    );
+    return this.#ctx.yielder.after(heldMs, this.#t.yieldMs, this.#share.signal);
   }
 
   /** The key a bisection ended on failed on its own: quarantine it (./quarantine.ts) and go on after it. */
