@@ -17,10 +17,8 @@
  * Prints `{"type":"progress",…}` lines and finally `{"type":"result",…}`.
  */
 import { type Client, createClient, type InStatement } from "@libsql/client";
+import { ONE_SHOT_SQL } from "../src/seed/corescope.ts";
 import { nowMs, sleep } from "./procs.ts";
-
-export const ONE_SHOT_SQL =
-  "UPDATE transmissions SET last_seen = COALESCE((SELECT MAX(timestamp) FROM observations WHERE transmission_id = transmissions.id), last_seen) WHERE last_seen = 0";
 
 const CANDIDATE =
   "last_seen = 0 AND id <= :max_id AND EXISTS (SELECT 1 FROM observations WHERE transmission_id = transmissions.id AND timestamp <> 0)";

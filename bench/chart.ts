@@ -17,11 +17,17 @@ export interface ChartPhase {
   readonly steps: readonly StepSample[];
 }
 
+export type ChartSeries = "http" | "ingest" | "steps" | "busy";
+
 export interface ChartInput {
   readonly title: string;
   readonly subtitle: string;
   readonly phases: readonly ChartPhase[];
   readonly stepTargetMs: number;
+  /** The series the legend lists (default all); a benchmark that records only some leaves the others out. */
+  readonly legend?: readonly ChartSeries[];
+  /** The dashed line across every panel; default the step target, labelled "<stepTargetMs> ms step target". */
+  readonly guide?: { readonly ms: number; readonly label: string };
 }
 
 const WIDTH = 1100;
@@ -88,12 +94,16 @@ export function renderChart(input: ChartInput): string {
   );
 
   // Legend
-  const legend: [string, string, string][] = [
-    ["http", COLORS.http, "GET /api/healthz latency (from its intended start)"],
-    ["ingest", COLORS.ingest, "writer latency from intended start (insert + last_seen bump)"],
-    ["steps", COLORS.steps, "backfill step (write transaction) duration"],
-    ["busy", COLORS.busy, "ingest SQLITE_BUSY failure"],
-  ];
+  const guide = input.guide ?? { ms: input.stepTargetMs, label: `${input.stepTargetMs} ms step target` };
+  const shown = new Set<ChartSeries>(input.legend ?? ["http", "ingest", "steps", "busy"]);
+  const legend = (
+    [
+      ["http", COLORS.http, "GET /api/healthz latency (from its intended start)"],
+      ["ingest", COLORS.ingest, "writer latency from intended start (insert + last_seen bump)"],
+      ["steps", COLORS.steps, "backfill step (write transaction) duration"],
+      ["busy", COLORS.busy, "ingest SQLITE_BUSY failure"],
+    ] as const
+  ).filter(([kind]) => shown.has(kind));
   let lx = LEFT;
   for (const [kind, color, label] of legend) {
     if (kind === "busy") {
@@ -110,7 +120,7 @@ export function renderChart(input: ChartInput): string {
     `<rect x="${LEFT - 4}" y="78" width="14" height="10" fill="${COLORS.window}" fill-opacity="0.15" stroke="${COLORS.window}" stroke-opacity="0.5"/>`,
     `<text x="${LEFT + 15}" y="87">backfill window (idle: measurement window)</text>`,
     `<line x1="${LEFT + 290}" y1="83" x2="${LEFT + 320}" y2="83" stroke="#888" stroke-dasharray="4 3"/>`,
-    `<text x="${LEFT + 325}" y="87">${input.stepTargetMs} ms step target</text>`,
+    `<text x="${LEFT + 325}" y="87">${escapeXml(guide.label)}</text>`,
   );
 
   const xStep = niceStep(xMax - xMin, 12);
@@ -138,7 +148,7 @@ export function renderChart(input: ChartInput): string {
         `<text x="${LEFT - 6}" y="${Number(yy) + 4}" text-anchor="end" fill="#444">${formatMs(Number(v.toPrecision(1)))}</text>`,
       );
     }
-    const ty = y(input.stepTargetMs).toFixed(1);
+    const ty = y(guide.ms).toFixed(1);
     out.push(
       `<line x1="${LEFT}" y1="${ty}" x2="${LEFT + PLOT_WIDTH}" y2="${ty}" stroke="#888" stroke-dasharray="4 3"/>`,
     );

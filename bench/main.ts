@@ -8,13 +8,14 @@
  * as JSON and draws an SVG chart. See bench/README text in the report for how to read it.
  */
 import { mkdirSync, writeFileSync } from "node:fs";
-import { cpus, freemem, loadavg, platform, totalmem } from "node:os";
+import { freemem } from "node:os";
 import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { formatCount, formatDuration, formatRate, ProgressRenderer, renderBar } from "../src/cli/progress.ts";
 import { DEFAULT_TUNING } from "../src/engine/tuning.ts";
 import { type ChartPhase, renderChart } from "./chart.ts";
 import { type Dataset, ensureDataset } from "./dataset.ts";
+import { loadavgNow, type MachineInfo, machineInfo } from "./machine.ts";
 import { REPO } from "./procs.ts";
 import { type PhaseName, type PhaseProgress, type PhaseRecord, runPhase, SCENARIOS } from "./scenarios.ts";
 import {
@@ -169,17 +170,8 @@ export function parseBenchArgs(argv: readonly string[]): BenchOptions | "help" {
 
 export interface BenchReport {
   readonly dataset: { readonly transmissions: number; readonly observations: number; readonly bytes: number };
-  readonly machine: {
-    readonly cpus: number;
-    readonly model: string;
-    readonly memGb: number;
-    readonly node: string;
-    readonly platform: string;
-    /** 1, 5 and 15 minute load averages when the run started. */
-    readonly loadavg: readonly number[];
-    /** The same when it ended. */
-    readonly loadavgEnd: readonly number[];
-  };
+  /** `loadavg` when the run started, `loadavgEnd` when it ended. */
+  readonly machine: MachineInfo & { readonly loadavgEnd: readonly number[] };
   readonly idle: { readonly httpP99Ms: number; readonly ingestP99Ms: number };
   readonly scenarios: Readonly<Record<(typeof SCENARIOS)[number], ScenarioFigures>>;
   readonly ratios: { readonly trickleTotalVsOneShot: number; readonly fixedBatchTotalVsOneShot: number };
@@ -227,17 +219,6 @@ export function summarize(record: PhaseRecord): ScenarioFigures {
     rssMb: record.rssMb,
     firstDecileStepMs: deciles.first,
     lastDecileStepMs: deciles.last,
-  };
-}
-
-function machine(): Omit<BenchReport["machine"], "loadavgEnd"> {
-  return {
-    cpus: cpus().length,
-    model: cpus()[0]?.model.trim() ?? "unknown",
-    memGb: round(totalmem() / 1024 ** 3, 1),
-    node: process.version,
-    platform: `${platform()} ${process.arch}`,
-    loadavg: loadavg().map((l) => round(l, 2)),
   };
 }
 
@@ -296,7 +277,7 @@ class BenchProgress {
 
 export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const progress = new BenchProgress();
-  const startMachine = machine();
+  const startMachine = machineInfo();
   const notes: string[] = [];
   const overrides = Object.entries(options.trickleEnv);
   if (overrides.length > 0) {
@@ -393,7 +374,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       observations: dataset.observations,
       bytes: dataset.bytes,
     },
-    machine: { ...startMachine, loadavgEnd: loadavg().map((l) => round(l, 2)) },
+    machine: { ...startMachine, loadavgEnd: loadavgNow() },
     idle: idleFigures,
     scenarios,
     ratios: {

@@ -92,7 +92,8 @@ function decodeHttp(flat: readonly number[]): { healthz: HttpSample[]; perf: Htt
   return { healthz, perf, refused };
 }
 
-function decodeIngest(flat: readonly number[]): IngestSample[] {
+/** ingest-child.ts's flat samples (intended start, latency, outcome code). */
+export function decodeIngest(flat: readonly number[]): IngestSample[] {
   const out: IngestSample[] = [];
   for (let i = 0; i + 2 < flat.length; i += 3) {
     out.push({ at: flat[i]!, ms: flat[i + 1]!, outcome: OUTCOMES[flat[i + 2]!] ?? "error" });

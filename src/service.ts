@@ -28,7 +28,7 @@ export type ServiceSettings = Pick<
   ServiceConfig,
   "adminToken" | "cronSecret" | "migrations" | "tuning" | "tickMs" | "snapshotTtlMs"
 > &
-  Partial<Pick<ServiceConfig, "throttle" | "stuckAfterMs" | "webhook" | "yieldPolicy">>;
+  Partial<Pick<ServiceConfig, "throttle" | "stuckAfterMs" | "webhook" | "yieldPolicy" | "sliceIntervalMs">>;
 
 export interface ServiceOptions {
   readonly client: Client;
@@ -85,6 +85,7 @@ function engineSettings(config: ServiceSettings, operator: OperatorConfig | unde
     stuckAfterMs: operator?.stuckAfterMs ?? config.stuckAfterMs ?? DEFAULTS.stuckAfterMs,
     webhook: operator ? operator.webhook : config.webhook,
     yieldPolicy: config.yieldPolicy ?? DEFAULTS.yieldPolicy,
+    sliceIntervalMs: config.sliceIntervalMs ?? DEFAULTS.sliceIntervalMs,
   };
 }
 

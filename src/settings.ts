@@ -9,6 +9,7 @@
  * | `PORT`                          | 8787                    | HTTP port (Node, Bun, Deno)                              |
  * | `DATABASE_URL`                  | runtime's default       | `file:…`, `libsql://…`, `http(s)://…`, `ws(s)://…`       |
  * | `DATABASE_AUTH_TOKEN`           | –                       | token for a remote database                              |
+ * | `DATABASE_BINDING`              | –                       | Workers only: the name of a D1 binding (`[[d1_databases]]`) used instead of `DATABASE_URL` |
  * | `TRICKLE_BUSY_TIMEOUT_MS`       | 100                     | busy timeout of local (`file:`) connections              |
  * | `ADMIN_TOKEN`                   | – (control API off)     | Bearer token of the control API; empty = unset           |
  * | `CRON_SECRET`                   | – (HTTP tick off)       | Bearer token of `/api/tick`; empty = unset               |
@@ -16,6 +17,7 @@
  * | `TRICKLE_MIGRATIONS`            | the default set         | comma-separated migration names, `all` or `none`         |
  * | `TRICKLE_TICK_MS`               | 1000                    | pause between ticks when no work is left                 |
  * | `TRICKLE_SLICE_BUDGET_MS`       | engine default (2000)   | time budget of one slice                                 |
+ * | `TRICKLE_SLICE_INTERVAL_MS`     | 0                       | while work remains, a slice starts at most this often (0: back to back); with the budget, a duty cycle |
  * | `TRICKLE_STEP_TARGET_MS`        | engine default (50)     | target duration of one step                              |
  * | `TRICKLE_YIELD_MS`              | engine default (10)     | pause between steps so waiting writers get the lock      |
  * | `TRICKLE_YIELD_POLICY`          | writers                 | `writers`: pauses sized to the busy handler's sleeps while other connections write (engine/yield.ts); `fixed`: `TRICKLE_YIELD_MS` after every step |
@@ -35,6 +37,8 @@
  * | `TRICKLE_WEBHOOK_SECRET`        | –                       | signs webhook bodies (`X-Trickle-Signature: sha256=…`)   |
  * | `TRICKLE_DENO_CRON`             | `* * * * *`             | schedule of `Deno.cron` (Deno only)                      |
  * | `TRICKLE_FLEET_DATABASES`       | –                       | a fleet file (one database URL per line) `/api/fleet` shows (Node) |
+ * | `TRICKLE_FLEET`                 | –                       | Workers only: tenant database URLs, one per line (`#` comments, the fleet file's syntax), that the cron advances instead of one database |
+ * | `TRICKLE_FLEET_CONCURRENCY`     | 4                       | Workers only: tenants advanced at once in a cron invocation (1–6: a Worker keeps at most 6 connections open) |
  *
  * One error style: an `Error` whose message starts with the variable's name. Messages never repeat the value of
  * a secret (`DATABASE_AUTH_TOKEN`, `ADMIN_TOKEN`, `CRON_SECRET`, `TRICKLE_WEBHOOK_SECRET`), of `DATABASE_URL`
@@ -50,6 +54,7 @@ import {
 } from "./engine/throttle.ts";
 import { DEFAULT_TUNING, resolveTuning, type Tuning } from "./engine/tuning.ts";
 import { DEFAULT_YIELD_POLICY, YIELD_POLICIES, type YieldPolicyName } from "./engine/yield.ts";
+import { parseFleetFile } from "./fleet/fleet.ts";
 import { DEFAULT_STUCK_AFTER_MS } from "./progress/rate.ts";
 
 export const DEFAULT_PORT = 8787;
@@ -57,6 +62,9 @@ export const DEFAULT_TICK_MS = 1000;
 export const DEFAULT_SNAPSHOT_TTL_MS = 1000;
 export const DEFAULT_BUSY_TIMEOUT_MS = 100;
 export const DEFAULT_DENO_CRON = "* * * * *";
+export const DEFAULT_FLEET_CONCURRENCY = 4;
+/** Connections a Worker invocation keeps open at once (Cloudflare's limit); more requests wait for one. */
+const WORKER_MAX_CONNECTIONS = 6;
 
 export type Env = Readonly<Record<string, string | undefined>>;
 
@@ -71,6 +79,11 @@ export interface Settings {
   /** As given (validated); the runtime entry applies its own default (Node: `file:data/trickle.db`). */
   readonly databaseUrl: string | undefined;
   readonly databaseAuthToken: string | undefined;
+  /**
+   * Workers only: the name of the D1 binding (`[[d1_databases]] binding = "…"` in wrangler.toml) the Worker
+   * uses as its database instead of `DATABASE_URL`. Never set together with `DATABASE_URL`.
+   */
+  readonly databaseBinding: string | undefined;
   /** How long a local connection waits for a lock before SQLITE_BUSY, ms. */
   readonly busyTimeoutMs: number;
   /** Undefined: the control API answers 403. */
@@ -86,6 +99,8 @@ export interface Settings {
   /** How the pause between steps is sized (src/engine/yield.ts). */
   readonly yieldPolicy: YieldPolicyName;
   readonly tickMs: number;
+  /** While work remains, the least time from one slice's start to the next one's (0: back to back). */
+  readonly sliceIntervalMs: number;
   readonly snapshotTtlMs: number;
   /** Runner-wide throttling (quiet hours, probe query, SQLITE_BUSY rate). */
   readonly throttle: ThrottleConfig;
@@ -95,6 +110,10 @@ export interface Settings {
   readonly denoCron: string;
   /** A fleet file's path: the Node server serves its tenants' status at `/api/fleet`. */
   readonly fleetDatabases: string | undefined;
+  /** Workers only: the tenant databases the cron advances (`TRICKLE_FLEET`), instead of one database. */
+  readonly fleet: readonly string[] | undefined;
+  /** Workers only: tenants advanced at once in one cron invocation. */
+  readonly fleetConcurrency: number;
 }
 
 const blankToUndefined = (value: unknown) =>
@@ -166,6 +185,14 @@ const EnvSchema = z.object({
     return url;
   }),
   DATABASE_AUTH_TOKEN: secretVar("DATABASE_AUTH_TOKEN"),
+  DATABASE_BINDING: parsedVar((name) => {
+    // wrangler refuses binding names that are not JavaScript identifiers; a URL here is a mix-up with DATABASE_URL.
+    if (!/^[A-Za-z_$][A-Za-z0-9_$]{0,62}$/.test(name))
+      throw new Error(
+        'DATABASE_BINDING must be the name of a D1 binding ([[d1_databases]] binding = "DB" in wrangler.toml), e.g. DB',
+      );
+    return name;
+  }),
   TRICKLE_BUSY_TIMEOUT_MS: integerVar("TRICKLE_BUSY_TIMEOUT_MS", 0, 600_000),
   ADMIN_TOKEN: secretVar("ADMIN_TOKEN"),
   CRON_SECRET: secretVar("CRON_SECRET"),
@@ -177,6 +204,7 @@ const EnvSchema = z.object({
   }),
   TRICKLE_TICK_MS: integerVar("TRICKLE_TICK_MS", 10, 3_600_000),
   TRICKLE_SLICE_BUDGET_MS: integerVar("TRICKLE_SLICE_BUDGET_MS", 10, 900_000),
+  TRICKLE_SLICE_INTERVAL_MS: integerVar("TRICKLE_SLICE_INTERVAL_MS", 0, 3_600_000),
   TRICKLE_STEP_TARGET_MS: integerVar("TRICKLE_STEP_TARGET_MS", 1, 60_000),
   TRICKLE_YIELD_MS: integerVar("TRICKLE_YIELD_MS", 0, 60_000),
   TRICKLE_YIELD_POLICY: parsedVar((v) => {
@@ -224,6 +252,14 @@ const EnvSchema = z.object({
       );
     return path;
   }),
+  TRICKLE_FLEET: parsedVar((text) => parseFleetFile(text, checkTenantUrl)),
+  TRICKLE_FLEET_CONCURRENCY: integerVar(
+    "TRICKLE_FLEET_CONCURRENCY",
+    1,
+    WORKER_MAX_CONNECTIONS,
+    "",
+    `TRICKLE_FLEET_CONCURRENCY must be a whole number between 1 and ${WORKER_MAX_CONNECTIONS} (a Worker keeps at most ${WORKER_MAX_CONNECTIONS} connections open)`,
+  ),
   TRICKLE_DENO_CRON: parsedVar((v) => {
     if (v.split(/\s+/).length < 5)
       throw new Error(`TRICKLE_DENO_CRON: "${v}" must be a cron schedule of five fields, e.g. "* * * * *"`);
@@ -234,8 +270,33 @@ const EnvSchema = z.object({
 /** The names of every variable `loadSettings` reads (what an engine thread needs to load the same settings). */
 export const SETTINGS_VARIABLES: readonly string[] = Object.keys(EnvSchema.shape);
 
+/**
+ * Variables only a Cloudflare Worker can use, with why: Node, Deno, Bun and the CLI refuse them whatever their
+ * value (`loadSettings(env, { workers: false })`), so a Workers setup copied to a server fails at start-up
+ * instead of quietly opening the default local file.
+ */
+const WORKERS_ONLY: Readonly<Record<string, string>> = {
+  DATABASE_BINDING:
+    "DATABASE_BINDING names a Cloudflare D1 binding, which only a Worker has; on Node, Deno and Bun set DATABASE_URL",
+  TRICKLE_FLEET:
+    "TRICKLE_FLEET lists the tenants a Worker's cron advances; elsewhere run `trickle fleet run --databases FILE` (TRICKLE_FLEET_DATABASES shows a fleet file at /api/fleet)",
+  TRICKLE_FLEET_CONCURRENCY:
+    "TRICKLE_FLEET_CONCURRENCY goes with TRICKLE_FLEET, which only a Worker reads; the CLI takes `trickle fleet run --concurrency N`",
+};
+export const WORKERS_ONLY_VARIABLES: readonly string[] = Object.keys(WORKERS_ONLY);
+
+export interface LoadSettingsOptions {
+  /** Whether this runtime is a Cloudflare Worker, which alone reads `WORKERS_ONLY_VARIABLES`. Default true. */
+  readonly workers?: boolean;
+}
+
 /** Parses and checks every setting. Throws an `Error` whose message starts with the first bad variable's name. */
-export function loadSettings(env: Env): Settings {
+export function loadSettings(env: Env, options: LoadSettingsOptions = {}): Settings {
+  if (options.workers === false) {
+    for (const [variable, why] of Object.entries(WORKERS_ONLY)) {
+      if ((env[variable] ?? "").trim() !== "") throw new Error(why);
+    }
+  }
   // Only our variables are looked at, so nothing else in the environment can end up in an error message.
   const ours = Object.fromEntries(SETTINGS_VARIABLES.map((k) => [k, env[k]]));
   const parsed = EnvSchema.safeParse(ours);
@@ -255,6 +316,26 @@ export function loadSettings(env: Env): Settings {
     ...(e.TRICKLE_MAX_QUARANTINED !== undefined ? { maxQuarantined: e.TRICKLE_MAX_QUARANTINED } : {}),
   };
   const tuning = resolveTuning(DEFAULT_TUNING, overrides);
+  if (e.DATABASE_BINDING !== undefined && e.DATABASE_URL !== undefined) {
+    throw new Error(
+      "DATABASE_BINDING and DATABASE_URL are both set; set one: DATABASE_BINDING for a D1 binding, DATABASE_URL for libSQL",
+    );
+  }
+  if (e.TRICKLE_FLEET !== undefined) {
+    const single =
+      e.DATABASE_BINDING !== undefined
+        ? "DATABASE_BINDING"
+        : e.DATABASE_URL !== undefined
+          ? "DATABASE_URL"
+          : undefined;
+    if (single !== undefined) {
+      throw new Error(
+        `TRICKLE_FLEET and ${single} are both set; a Worker advances one database (DATABASE_URL or DATABASE_BINDING) or a fleet (TRICKLE_FLEET)`,
+      );
+    }
+  } else if (e.TRICKLE_FLEET_CONCURRENCY !== undefined) {
+    throw new Error("TRICKLE_FLEET_CONCURRENCY is set but TRICKLE_FLEET is not");
+  }
   // A lease must outlive a slice, or a runner would lose its own lease in the middle of every slice.
   if (tuning.leaseTtlMs <= tuning.sliceBudgetMs) {
     throw new Error(
@@ -266,6 +347,7 @@ export function loadSettings(env: Env): Settings {
     port: e.PORT,
     databaseUrl: e.DATABASE_URL,
     databaseAuthToken: e.DATABASE_AUTH_TOKEN,
+    databaseBinding: e.DATABASE_BINDING,
     busyTimeoutMs: e.TRICKLE_BUSY_TIMEOUT_MS ?? DEFAULT_BUSY_TIMEOUT_MS,
     adminToken: e.ADMIN_TOKEN,
     cronSecret: e.CRON_SECRET,
@@ -274,12 +356,15 @@ export function loadSettings(env: Env): Settings {
     tuning,
     yieldPolicy: e.TRICKLE_YIELD_POLICY ?? DEFAULT_YIELD_POLICY,
     tickMs: e.TRICKLE_TICK_MS ?? DEFAULT_TICK_MS,
+    sliceIntervalMs: e.TRICKLE_SLICE_INTERVAL_MS ?? 0,
     snapshotTtlMs: e.TRICKLE_SNAPSHOT_TTL_MS ?? DEFAULT_SNAPSHOT_TTL_MS,
     throttle: throttleOf(e),
     stuckAfterMs: e.TRICKLE_STUCK_AFTER_MS ?? DEFAULT_STUCK_AFTER_MS,
     webhook: webhookOf(e),
     denoCron: e.TRICKLE_DENO_CRON ?? DEFAULT_DENO_CRON,
     fleetDatabases: e.TRICKLE_FLEET_DATABASES,
+    fleet: e.TRICKLE_FLEET,
+    fleetConcurrency: e.TRICKLE_FLEET_CONCURRENCY ?? DEFAULT_FLEET_CONCURRENCY,
   };
 }
 
@@ -353,6 +438,23 @@ export function checkDatabaseUrl(url: string): void {
   }
   if (host === "")
     throw new Error(`DATABASE_URL (${scheme}:) must name a host, e.g. ${scheme}://db.example.com`);
+}
+
+/**
+ * A tenant of `TRICKLE_FLEET`: a URL a Worker can open (`checkDatabaseUrl`'s rules, without `file:`). Messages
+ * name the URL's line (see `parseFleetFile`), never the URL.
+ */
+function checkTenantUrl(url: string): void {
+  if (/^file:/i.test(url)) {
+    throw new Error(
+      "the URL is a file: database, which a Worker cannot open; list libsql://, https:// or http:// URLs",
+    );
+  }
+  try {
+    checkDatabaseUrl(url);
+  } catch (error) {
+    throw new Error((error as Error).message.replace(/^DATABASE_URL:? ?/, "the URL "));
+  }
 }
 
 /**

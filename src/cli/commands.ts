@@ -547,7 +547,8 @@ function describeDryRun(report: DryRunReport, state: string): string[] {
     lines.push(
       `    projection: ${formatCount(p.keysInRange)} keys at ${formatRate(p.keysPerSecond).replace("/s", " keys/s")} in steps → ` +
         `${plural(p.steps, "step")} of ~${formatCount(p.batchAtTarget)} keys in ${plural(p.slices, "slice")}; ` +
-        `${seconds(p.busySeconds)} in steps, about ${seconds(p.wallSeconds)} in all (${schedule})`,
+        `${seconds(p.busySeconds)} in steps, about ${seconds(p.wallSeconds)} in all (${schedule}), ` +
+        `at least ${seconds(p.wallSecondsWhileWriting)} while the application writes (${s.pauseWhileWritingMs} ms pauses)`,
     );
   }
   for (const note of report.notes) lines.push(`    note: ${note}`);

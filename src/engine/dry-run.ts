@@ -42,6 +42,7 @@ import {
 } from "./state/statements.ts";
 import { StateStore } from "./state/store.ts";
 import { resolveTuning, type Tuning, withLiveOverrides } from "./tuning.ts";
+import { busyHandlerSleep, PAUSE_MARGIN_MS } from "./yield.ts";
 
 export type JsonValue = string | number | boolean | null;
 
@@ -98,12 +99,20 @@ export interface DryRunProjection {
   readonly busySeconds: number;
   /** Wall time: steps, the yields between them, and the gaps between slices. */
   readonly wallSeconds: number;
+  /**
+   * The same while the application writes throughout the run: the default `writers` pause policy then waits,
+   * after each step, for the longest busy-handler sleep a writer can be in (engine/yield.ts). A lower bound:
+   * writers' backlogs extend some pauses further.
+   */
+  readonly wallSecondsWhileWriting: number;
   /** Share of wall time the migration may run: slice budget / tick interval (≤ 1). */
   readonly dutyCycle: number;
   readonly schedule: {
     readonly sliceBudgetMs: number;
     readonly tickIntervalMs: number;
     readonly yieldMs: number;
+    /** The pause after each step while the application writes (`writers` policy). */
+    readonly pauseWhileWritingMs: number;
     readonly stepTargetMs: number;
   };
 }
@@ -390,14 +399,15 @@ export function projectRun(
   tickIntervalMs?: number,
 ): DryRunProjection {
   const interval = Math.max(tickIntervalMs ?? t.sliceBudgetMs + t.yieldMs, t.sliceBudgetMs);
-  const schedule = {
+  const dutyCycle = t.sliceBudgetMs / interval;
+  const keys = Number(keysInRange);
+  const schedule = (pauseWhileWritingMs: number) => ({
     sliceBudgetMs: t.sliceBudgetMs,
     tickIntervalMs: interval,
     yieldMs: t.yieldMs,
+    pauseWhileWritingMs,
     stepTargetMs: t.stepTargetMs,
-  };
-  const dutyCycle = t.sliceBudgetMs / interval;
-  const keys = Number(keysInRange);
+  });
   if (step === null || keys === 0 || step.keys === 0n) {
     return {
       keysInRange,
@@ -408,8 +418,9 @@ export function projectRun(
       slices: 0,
       busySeconds: 0,
       wallSeconds: 0,
+      wallSecondsWhileWriting: 0,
       dutyCycle: round(dutyCycle, 4),
-      schedule,
+      schedule: schedule(pauseWhileWriting(t.stepTargetMs, t.yieldMs)),
     };
   }
   const keysPerMs = Number(step.keys) / Math.max(step.durationMs, 0.1);
@@ -417,12 +428,15 @@ export function projectRun(
   const stepMs = batchAtTarget / keysPerMs;
   const steps = Math.ceil(keys / batchAtTarget);
   const busyMs = keys / keysPerMs;
-  // Within a slice each step is followed by a yield; the slice budget holds both.
-  const stepShare = stepMs / (stepMs + t.yieldMs);
-  const inSlicesMs = busyMs / stepShare;
-  const slices = Math.max(1, Math.ceil(inSlicesMs / t.sliceBudgetMs));
-  // Every slice but the last is followed by the rest of its tick interval; the last ends the run.
-  const wallMs = (slices - 1) * interval + (inSlicesMs - (slices - 1) * t.sliceBudgetMs);
+  const slicesAndWall = (pauseMs: number) => {
+    // Within a slice each step is followed by a pause; the slice budget holds both.
+    const inSlicesMs = busyMs / (stepMs / (stepMs + pauseMs));
+    const count = Math.max(1, Math.ceil(inSlicesMs / t.sliceBudgetMs));
+    // Every slice but the last is followed by the rest of its tick interval; the last ends the run.
+    return { count, wallMs: (count - 1) * interval + (inSlicesMs - (count - 1) * t.sliceBudgetMs) };
+  };
+  const { count: slices, wallMs } = slicesAndWall(t.yieldMs);
+  const writingPause = pauseWhileWriting(stepMs, t.yieldMs);
   return {
     keysInRange,
     rowsTotal,
@@ -432,9 +446,15 @@ export function projectRun(
     slices,
     busySeconds: round(busyMs / 1000, 3),
     wallSeconds: round(wallMs / 1000, 3),
+    wallSecondsWhileWriting: round(slicesAndWall(writingPause).wallMs / 1000, 3),
     dutyCycle: round(dutyCycle, 4),
-    schedule,
+    schedule: schedule(writingPause),
   };
+}
+
+/** The `writers` policy's pause after a step of `stepMs` while other connections write (engine/yield.ts). */
+function pauseWhileWriting(stepMs: number, yieldMs: number): number {
+  return Math.max(yieldMs, busyHandlerSleep(stepMs) + PAUSE_MARGIN_MS);
 }
 
 function effectiveTuning(

@@ -22,7 +22,7 @@ export type EngineSettings = Pick<
   Settings,
   "tuning" | "tickMs" | "snapshotTtlMs" | "throttle" | "stuckAfterMs" | "webhook"
 > &
-  Partial<Pick<Settings, "yieldPolicy">>;
+  Partial<Pick<Settings, "yieldPolicy" | "sliceIntervalMs">>;
 
 /** The runner every runtime uses: tuning and throttling straight from the settings. */
 export function createRunner(options: {
@@ -161,6 +161,7 @@ export function createEngine(options: EngineOptions): Engine {
     sliceBudgetMs: settings.tuning.sliceBudgetMs,
     tickMs: settings.tickMs,
     yieldMs: settings.tuning.yieldMs,
+    sliceIntervalMs: settings.sliceIntervalMs ?? 0,
     unref: options.unrefTimers ?? false,
     onSlice: () => {
       if (failing) log("trickle: slices succeed again");

@@ -43,6 +43,29 @@ export const TRANSIENT_NETWORK_CODES: readonly string[] = [
   "UND_ERR_CLOSED",
 ];
 
+/**
+ * Cloudflare D1's errors that go away by themselves (its error list says "retry the operation") or that are its
+ * back-pressure: an overloaded database, a queue of requests, a storage operation or a batch that ran out of
+ * time or CPU. As transient errors they back off and shrink the next step (invariant 6). These phrases are
+ * specific to D1 and match wherever they appear, with or without D1's `D1_ERROR: ` prefix.
+ */
+export const TRANSIENT_D1_MESSAGES: readonly RegExp[] = [
+  /D1 DB is overloaded/i,
+  /too many requests queued/i,
+  /requests queued for too long/i,
+  /exceeded its CPU time limit/i,
+  /exceeded its memory limit/i,
+  /storage operation exceeded timeout/i,
+  /caused object to be reset/i, // "Internal error in D1 DB storage caused object to be reset." and kin
+  /D1 DB reset because its code was updated/i,
+  /transient issue on remote node/i,
+  /Network connection lost/i,
+  /Can't read from request stream/i,
+];
+
+/** Broader phrases, transient only on an error D1 reported (a `D1_…` code or message prefix). */
+const TRANSIENT_D1_GENERIC = [/overloaded/i, /CPU time limit/i, /internal error/i, /timed? ?out/i];
+
 /** The message our fence trigger raises when a step runs without a valid lease (see state-store.ts). */
 export const LEASE_LOST_MESSAGE = "trickle_lease_lost";
 
@@ -61,6 +84,19 @@ export function coerceError(thrown: unknown): Error & { code?: string } {
   if (thrown instanceof Error) return thrown as Error & { code?: string };
   const error = new Error(typeof thrown === "string" ? thrown : `non-error thrown: ${safeString(thrown)}`);
   return error;
+}
+
+/**
+ * An operation the database behind the client cannot do at all, e.g. an interactive transaction on Cloudflare
+ * D1 (the dry-run needs one). Deterministic; routes answer it with a 409 naming what is missing.
+ */
+export class UnsupportedOperationError extends Error {
+  readonly code = "UNSUPPORTED";
+
+  constructor(message: string) {
+    super(message);
+    this.name = "UnsupportedOperationError";
+  }
 }
 
 export class LeaseLostError extends Error {
@@ -86,6 +122,7 @@ export function classifyError(thrown: unknown): ClassifiedError {
         TRANSIENT_NETWORK_CODES.includes(c),
     ) ||
     (codes.includes("SERVER_ERROR") && isRetryableServerError(message)) ||
+    isTransientD1(message, codes) ||
     isNetworkFailure(error);
   return { kind: transient ? "transient" : "deterministic", code, message, error };
 }
@@ -108,6 +145,13 @@ function isRetryableServerError(message: string): boolean {
   const status = /HTTP (?:status )?(\d{3})/i.exec(message)?.[1];
   if (status) return Number(status) >= 500 || status === "429" || /baton/i.test(message);
   return /baton|stream/i.test(message);
+}
+
+function isTransientD1(message: string, codes: readonly string[]): boolean {
+  if (TRANSIENT_D1_MESSAGES.some((pattern) => pattern.test(message))) return true;
+  const fromD1 = /^D1_[A-Z_]+:/.test(message) || codes.some((c) => c.startsWith("D1_"));
+  // A SQLite code in the message is SQLite's own verdict (a constraint, a syntax error): not D1's back-pressure.
+  return fromD1 && !/\bSQLITE_[A-Z]/.test(message) && TRANSIENT_D1_GENERIC.some((p) => p.test(message));
 }
 
 function isNetworkFailure(error: Error): boolean {

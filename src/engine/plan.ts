@@ -184,9 +184,9 @@ export class MigrationPlan {
 
   /**
    * One step as one write batch (invariant 1): fence, advance the cursor over the next `size` keys (or to `key`,
-   * the one key of a single-key step, read just before so a failure can quarantine exactly that key), the data
-   * change for exactly that range, and the progress update — committed together or not at all. Decodes into the
-   * new cursor and `rows_processed`.
+   * the range's last key when the runner read it just before, with `readRangeEnd`), the data change for exactly
+   * that range, and the progress update — committed together or not at all. Decodes into the new cursor and
+   * `rows_processed`.
    */
   stepBatch(
     lease: Lease,

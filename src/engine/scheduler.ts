@@ -4,7 +4,9 @@
  * A self-rescheduling `setTimeout` (not `setInterval`, which fires whether or not the previous slice has
  * finished) arms the next tick only after the current slice returned: right away (after the yield) while the
  * slice reports more work, after `tickMs` when it reports none. An idle tick is one slice that finds nothing
- * runnable, which costs the runner one read of `_async_migrations`.
+ * runnable, which costs the runner one read of `_async_migrations`. With `sliceIntervalMs`, slices with work
+ * start at most that often: a duty cycle of budget over interval (a slice of 2 s every 10 s works a fifth of the
+ * time), as an external cron would tick, and as GitLab spaces its batches.
  *
  * `runOnce` is the single entry point for slices — timer ticks, HTTP ticks and wake-ups all go through it —
  * and it joins a slice that is already in flight instead of starting a second one. `stop()` aborts the slice's
@@ -21,6 +23,8 @@ export interface SchedulerOptions {
   readonly tickMs: number;
   /** Pause before the next tick while there is work, ms (lets waiting writers in between slices). */
   readonly yieldMs: number;
+  /** While there is work, the least time from one slice's start to the next one's, ms (0: back to back). */
+  readonly sliceIntervalMs?: number;
   readonly onSlice?: (result: SliceResult) => void;
   /** A slice threw (the database is unreachable…); the loop goes on after `tickMs`. */
   readonly onError?: (error: unknown) => void;
@@ -50,8 +54,8 @@ export class Scheduler {
   #ticking = false;
 
   constructor(options: SchedulerOptions) {
-    for (const key of ["sliceBudgetMs", "tickMs", "yieldMs"] as const) {
-      const value = options[key];
+    for (const key of ["sliceBudgetMs", "tickMs", "yieldMs", "sliceIntervalMs"] as const) {
+      const value = options[key] ?? 0;
       if (!(Number.isFinite(value) && value >= 0)) throw new Error(`scheduler ${key} must be a number ≥ 0`);
     }
     this.#options = options;
@@ -111,11 +115,15 @@ export class Scheduler {
     if (this.#stopped) return;
     this.#ticking = true;
     let delay = this.#options.tickMs;
+    const began = Date.now();
     try {
       const result = await this.runOnce();
       this.#options.onSlice?.(result);
       // No progress although work remains (another runner holds the lease, a back-off): do not spin.
-      if (result.moreWork && result.steps > 0) delay = this.#options.yieldMs;
+      if (result.moreWork && result.steps > 0) {
+        const interval = this.#options.sliceIntervalMs ?? 0;
+        delay = Math.max(this.#options.yieldMs, interval - (Date.now() - began));
+      }
     } catch (error) {
       if (!(error instanceof SchedulerStoppedError)) {
         try {

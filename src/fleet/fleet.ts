@@ -230,7 +230,10 @@ async function runTenant(index: number, options: FleetRunOptions): Promise<Tenan
       migrations: options.migrations,
       owner: `${options.owner}-${index}`,
     });
-    await runner.init();
+    // No `runner.init()` of its own: each slice prepares the tenant first (state table, registration) and, like
+    // any step, backs off and retries on a transient error — an application holding the write lock past the busy
+    // timeout must not make a live tenant "unreachable" — while a deterministic one (a read-only database, a bad
+    // key) still ends up in the catch below and fails the tenant.
     let idle = 0;
     const tenantAbort = new AbortController();
     const stop = () => tenantAbort.abort();
@@ -293,7 +296,11 @@ export function summarize(tenants: readonly TenantReport[], reached = tenants.le
 }
 
 /** Maps `items` through `work`, at most `limit` at a time, keeping the order. */
-async function pool<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<R[]> {
+export async function pool<T, R>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<R>,
+): Promise<R[]> {
   const results: R[] = new Array(items.length);
   let next = 0;
   const worker = async () => {

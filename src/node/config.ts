@@ -61,13 +61,14 @@ function named<T>(label: ConfigLabel, source: string, parse: () => T): T {
 
 /**
  * Loads every setting and the migrations they select: the built-ins plus the user's definitions. Throws an
- * `Error` naming the variable (or `--config`) at fault; nothing has been written anywhere by then.
+ * `Error` naming the variable (or `--config`) at fault; nothing has been written anywhere by then. Workers-only
+ * variables (`DATABASE_BINDING`) are refused: these runtimes open `DATABASE_URL`.
  */
 export async function loadNodeConfig(
   env: Env,
   options: { readonly configFile?: string | undefined } = {},
 ): Promise<ServiceConfig> {
-  const settings = loadSettings(env);
+  const settings = loadSettings(env, { workers: false });
   const label: ConfigLabel = options.configFile !== undefined ? "--config" : "TRICKLE_CONFIG";
   const source = options.configFile ?? settings.migrationsConfig;
   const user = source === undefined ? [] : await readMigrationsConfig(source, label);

@@ -6,6 +6,7 @@ import { existsSync, mkdirSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { type Client, createClient } from "@libsql/client";
 import { reopenAfterBusy } from "../engine/busy-recovery.ts";
+import { classifyError } from "../engine/errors.ts";
 import { type Env, fileUrlPath, loadSettings, type Settings } from "../settings.ts";
 
 export interface DatabaseConfig {
@@ -35,7 +36,7 @@ export function databaseConfig(
  * messages never repeat the URL itself: it may carry a token in its query.
  */
 export function databaseConfigFromEnv(env: Env): DatabaseConfig {
-  return databaseConfig(loadSettings(env));
+  return databaseConfig(loadSettings(env, { workers: false }));
 }
 
 /**
@@ -71,6 +72,9 @@ export interface OpenOptions {
  * Opens a client. Local files: the parent directory is created (unless `create` is false), the busy timeout
  * applied, and WAL switched on once (it is a property of the file), so readers — the HTTP routes, `status` —
  * never wait on the backfill's writer and the writer never waits on them; only writers queue for the lock.
+ * A read-only database (a read-only mount or file, or a header that says so) still opens, as it is: it can be
+ * read (`status`, `fleet status`), and the first write fails with SQLITE_READONLY, a deterministic error that
+ * fails the migration with SQLite's own message instead of making the database look unreachable.
  */
 export async function openDatabase(config: DatabaseConfig, options: OpenOptions = {}): Promise<Client> {
   if (/^file:/i.test(config.url)) {
@@ -86,8 +90,10 @@ export async function openDatabase(config: DatabaseConfig, options: OpenOptions 
     try {
       await client.execute("PRAGMA journal_mode=WAL");
     } catch (error) {
-      client.close();
-      throw error;
+      if (!classifyError(error).code.startsWith("SQLITE_READONLY")) {
+        client.close();
+        throw error;
+      }
     }
     // Control routes and the CLI share this client; see busy-recovery.ts for why SQLITE_BUSY needs a reopen.
     return reopenAfterBusy(client);

@@ -24,6 +24,7 @@ import { fleetStatus } from "../fleet/fleet.ts";
 import { FleetViewCache } from "../fleet/view.ts";
 import { type MigrationDefinition, resolveMigration } from "../migrations/define.ts";
 import { buildSnapshot, type Snapshot, SnapshotCache } from "../progress/snapshot.ts";
+import { appConfig } from "../routes/deps.ts";
 import { type Env, SETTINGS_VARIABLES } from "../settings.ts";
 import { loadNodeConfig } from "./config.ts";
 import { databaseConfig, openDatabase } from "./database.ts";
@@ -127,13 +128,7 @@ export async function startNodeServer(options: NodeServerOptions = {}): Promise<
   });
 
   const app = createApp({
-    config: {
-      adminToken: config.adminToken,
-      cronSecret: config.cronSecret,
-      sliceBudgetMs: config.tuning.sliceBudgetMs,
-      stepTargetMs: config.tuning.stepTargetMs,
-      stuckAfterMs: config.stuckAfterMs,
-    },
+    config: appConfig(config),
     snapshots,
     controls,
     tick: (budgetMs) => engine.tick(budgetMs),

@@ -180,7 +180,8 @@ export const ROUTES = {
   fleet: declare({
     methods: ["GET"],
     path: "/api/fleet",
-    summary: "Every tenant of the fleet file TRICKLE_FLEET_DATABASES names, from its own rows (cached).",
+    summary:
+      "Every tenant of the fleet (the fleet file TRICKLE_FLEET_DATABASES names; on Workers, TRICKLE_FLEET), from its own rows (cached).",
     responses: {
       200: json(FleetResponseSchema, "Summary and one entry per tenant, in the file's order."),
       404: failure("No fleet is configured."),
@@ -229,7 +230,10 @@ export const ROUTES = {
       "step's time and a projected duration. Changes nothing but the audit record.",
     query: EmptyQuerySchema,
     body: DryRunBodySchema.optional(),
-    responses: { 200: json(DryRunSchema, "Report (a poison row in the range is a finding, still 200).") },
+    responses: {
+      200: json(DryRunSchema, "Report (a poison row in the range is a finding, still 200)."),
+      409: failure("The database cannot roll a step back (Cloudflare D1 has no interactive transactions)."),
+    },
   }),
   failures: declare({
     methods: ["GET"],

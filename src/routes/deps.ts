@@ -28,6 +28,22 @@ export interface AppConfig {
   readonly stepTargetMs?: number;
 }
 
+/** The routes' configuration out of the settings, the same for every runtime. */
+export function appConfig(settings: {
+  readonly adminToken: string | undefined;
+  readonly cronSecret: string | undefined;
+  readonly tuning: { readonly sliceBudgetMs: number; readonly stepTargetMs: number };
+  readonly stuckAfterMs: number;
+}): AppConfig {
+  return {
+    adminToken: settings.adminToken,
+    cronSecret: settings.cronSecret,
+    sliceBudgetMs: settings.tuning.sliceBudgetMs,
+    stepTargetMs: settings.tuning.stepTargetMs,
+    stuckAfterMs: settings.stuckAfterMs,
+  };
+}
+
 export interface AppDeps {
   readonly config: AppConfig;
   readonly snapshots: SnapshotSource;

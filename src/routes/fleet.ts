@@ -10,7 +10,11 @@ export function fleetRoutes(deps: AppDeps): Hono {
   const app = new Hono();
   mounter(app, deps)(ROUTES.fleet, async (c) => {
     if (!deps.fleet)
-      return problem(c, 404, "no fleet is configured here (TRICKLE_FLEET_DATABASES names a fleet file)");
+      return problem(
+        c,
+        404,
+        "no fleet is configured here (TRICKLE_FLEET_DATABASES names a fleet file; on Workers, TRICKLE_FLEET lists the tenants)",
+      );
     const view = await deps.fleet.get();
     c.header("Cache-Control", "no-store");
     return c.json({

@@ -8,6 +8,7 @@
  */
 import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { CONTROL_ACTIONS } from "../engine/controls.ts";
+import { UnsupportedOperationError } from "../engine/errors.ts";
 import { jsonInteger, jsonIntegerOrNull, migrationInfo } from "../progress/snapshot.ts";
 import { ROUTES } from "./api.ts";
 import type { AppDeps } from "./deps.ts";
@@ -85,7 +86,15 @@ export function migrationRoutes(deps: AppDeps): Hono {
   mount(ROUTES.dryRun, async (c) => {
     const name = nameOf(c);
     const { note: _note, ...options } = c.var.body ?? {};
-    const report = await controls.dryRun(name, options);
+    let report: Awaited<ReturnType<typeof controls.dryRun>>;
+    try {
+      report = await controls.dryRun(name, options);
+    } catch (error) {
+      // The database cannot do what a dry-run needs (Cloudflare D1: no interactive transaction). Nothing ran.
+      if (error instanceof UnsupportedOperationError)
+        return problem(c, 409, `dry-run: ${error.message}`, { name });
+      throw error;
+    }
     if (!report) return unknown(c);
     return c.json({
       ...report,

@@ -285,11 +285,17 @@ export const DryRunSchema = z.object({
       slices: z.number().int(),
       busySeconds: z.number(),
       wallSeconds: z.number().describe("Projected duration of the whole run for this schedule."),
+      wallSecondsWhileWriting: z
+        .number()
+        .describe(
+          "The same while the application writes throughout (the `writers` pause after every step); a lower bound.",
+        ),
       dutyCycle: z.number(),
       schedule: z.object({
         sliceBudgetMs: z.number(),
         tickIntervalMs: z.number(),
         yieldMs: z.number(),
+        pauseWhileWritingMs: z.number(),
         stepTargetMs: z.number(),
       }),
     })

@@ -9,6 +9,10 @@
  */
 import type { Client, InStatement, InValue } from "@libsql/client";
 
+/** The seed's original one-shot statement (CoreScope's upgrade path); trickle's result must equal it on a quiet database. */
+export const ONE_SHOT_SQL =
+  "UPDATE transmissions SET last_seen = COALESCE((SELECT MAX(timestamp) FROM observations WHERE transmission_id = transmissions.id), last_seen) WHERE last_seen = 0";
+
 export interface SeedOptions {
   readonly transmissions: number;
   readonly observations: number;

@@ -5,7 +5,9 @@
  *
  * - The database is remote libSQL over HTTP (`@libsql/client/web`): Turso, sqld, or any server speaking Hrana.
  *   Each step is one `client.batch(…, "write")`, i.e. one HTTP round trip that holds the write lock only while
- *   the server runs it.
+ *   the server runs it. Or, when `DATABASE_BINDING` names one, a Cloudflare D1 binding (./d1-client.ts): each
+ *   step is then one `db.batch([...])`, fenced like every other. Or, when `TRICKLE_FLEET` lists them, a fleet
+ *   of tenant databases, advanced a share at a time by each cron invocation (./fleet-worker.ts).
  * - One service per isolate, created on the first event from the isolate's `env` (bindings do not exist at
  *   module load, and workerd forbids random values and timers outside a handler). The cron isolate and the
  *   isolates serving requests are usually different ones, so each keeps its own snapshot cache: read routes
@@ -26,14 +28,18 @@
  * Nothing Node-only is reachable from here (design invariant 9): `wrangler deploy --dry-run` bundles it, and
  * test/edge/bundle.test.ts checks the bundle.
  */
+import type { Client } from "@libsql/client";
 import type { ExecutionContext, Hono } from "hono";
 import { createApp } from "../app.ts";
-import { type Env, inlineMigrations, loadConfig } from "../config.ts";
+import { type Env, inlineMigrations, loadConfig, type ServiceConfig } from "../config.ts";
 import type { SliceResult } from "../engine/runner.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
 import { BUILTIN_MIGRATIONS } from "../migrations/registry.ts";
+import { appConfig } from "../routes/deps.ts";
 import { PROBLEM_CONTENT_TYPE, problemBody } from "../routes/problem.ts";
 import { createService, type Service } from "../service.ts";
+import { openD1Client } from "./d1-client.ts";
+import { createFleetIsolate, fleetLogLine } from "./fleet-worker.ts";
 import { openRemoteClient } from "./remote-client.ts";
 
 /** Slice budget of a cron invocation unless `TRICKLE_SLICE_BUDGET_MS` says otherwise, ms of wall time. */
@@ -87,29 +93,47 @@ export function createWorker(available: readonly MigrationDefinition[] = BUILTIN
 
     async scheduled(controller, env, ctx) {
       const current = serviceFor(env);
-      const work = runSliceAndPublish(current.service).then((result) => logSlice(controller, result));
+      const work = current.cron(controller);
       // waitUntil keeps the invocation alive until the slice has released its lease; awaiting the same promise
       // makes a failed slice show up as a failed cron event.
       ctx.waitUntil(work);
       await work;
       // Lifecycle webhooks are sent in the background; keep the invocation alive until they are delivered.
-      ctx.waitUntil(current.service.hooksIdle());
+      ctx.waitUntil(current.idle());
     },
   };
 }
 
 /** What one isolate keeps between events. */
 interface IsolateService {
-  readonly service: Service;
-  /** The app the Worker serves: the service's parts, with a tick that suits Workers (see `buildService`). */
+  /** The app the Worker serves, with a tick that suits Workers (see `singleDatabase`). */
   readonly app: Hono;
+  /** One cron invocation's work, with its log line. */
+  cron(controller: WorkerScheduledController): Promise<void>;
+  /** Resolves once background work started by events (webhook deliveries) has ended. */
+  idle(): Promise<void>;
 }
 
 function buildService(env: WorkerEnv, available: readonly MigrationDefinition[]): IsolateService {
   const vars = withWorkerDefaults(stringBindings(env));
   // No file system here: user-defined migrations come as inline JSON text or as an object binding.
   const config = loadConfig(vars, available, inlineMigrations(env.TRICKLE_CONFIG));
-  const client = openRemoteClient(config.databaseUrl, config.databaseAuthToken, "Cloudflare Workers");
+  if (config.fleet !== undefined) {
+    const fleet = createFleetIsolate(config, config.fleet);
+    return {
+      app: fleet.app,
+      cron: async (controller) => {
+        console.log(fleetLogLine(controller.cron, await fleet.run(undefined, controller.scheduledTime)));
+      },
+      idle: () => Promise.resolve(),
+    };
+  }
+  return singleDatabase(env, config);
+}
+
+/** One database: the D1 binding `DATABASE_BINDING` names, or the remote libSQL database at `DATABASE_URL`. */
+function singleDatabase(env: WorkerEnv, config: ServiceConfig): IsolateService {
+  const client = openWorkerClient(env, config);
   const service = createService({ client, config });
   // Nothing may run outside an event: workerd drops the timers and I/O a finished event left behind, so a read
   // the publisher started from an event listener as an invocation ended would never settle, and every later
@@ -124,18 +148,27 @@ function buildService(env: WorkerEnv, available: readonly MigrationDefinition[])
   // that overlaps another slice in the same isolate takes the lease over with a new epoch and the fence stops
   // the older slice.
   const app = createApp({
-    config: {
-      adminToken: config.adminToken,
-      cronSecret: config.cronSecret,
-      sliceBudgetMs: config.tuning.sliceBudgetMs,
-      stepTargetMs: config.tuning.stepTargetMs,
-      stuckAfterMs: config.stuckAfterMs,
-    },
+    config: appConfig(config),
     snapshots: service.snapshots,
     controls: service.controls,
     tick: (budgetMs) => runSliceAndPublish(service, budgetMs),
   });
-  return { service, app };
+  return {
+    app,
+    cron: async (controller) => logSlice(controller, await runSliceAndPublish(service)),
+    idle: () => service.hooksIdle(),
+  };
+}
+
+/** The Worker's database: the D1 binding `DATABASE_BINDING` names, else the remote libSQL `DATABASE_URL`. */
+function openWorkerClient(env: WorkerEnv, config: ServiceConfig): Client {
+  if (config.databaseBinding !== undefined) return openD1Client(env, config.databaseBinding);
+  if (config.databaseUrl === undefined) {
+    throw new Error(
+      "DATABASE_URL is required on Cloudflare Workers unless DATABASE_BINDING names a D1 binding: a remote libSQL URL such as libsql://<db>-<org>.turso.io",
+    );
+  }
+  return openRemoteClient(config.databaseUrl, config.databaseAuthToken, "Cloudflare Workers");
 }
 
 /** One slice, then one state read inside the same event so the isolate's read routes show what it did. */

@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { main } from "../../src/cli/program.ts";
 import { loadNodeConfig } from "../../src/node/config.ts";
 import { startNodeServer } from "../../src/node/server.ts";
-import { SETTINGS_VARIABLES } from "../../src/settings.ts";
+import { SETTINGS_VARIABLES, WORKERS_ONLY_VARIABLES } from "../../src/settings.ts";
 import { cli } from "../helpers/cli.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
 
@@ -52,6 +52,10 @@ function rows(): Row[] {
     bad("DATABASE_URL", `postgres://user:${SECRET}@db/x`),
     bad("DATABASE_URL", `libsql://?authToken=${SECRET}`),
     bad("DATABASE_URL", `file://host-${SECRET}/x.db`),
+    // Workers only: the server and the CLI refuse it, whatever its value (see WORKERS_ONLY_VARIABLES).
+    bad("DATABASE_BINDING", "DB"),
+    bad("DATABASE_BINDING", "not a binding name"),
+    bad("DATABASE_BINDING", "DB", { DATABASE_URL: `libsql://db.example.com?authToken=${SECRET}` }),
     good("DATABASE_AUTH_TOKEN", "token"),
     bad("DATABASE_AUTH_TOKEN", `${SECRET} x`),
     good("TRICKLE_BUSY_TIMEOUT_MS", "0"),
@@ -74,6 +78,8 @@ function rows(): Row[] {
     bad("TRICKLE_TICK_MS", "1"),
     good("TRICKLE_SLICE_BUDGET_MS", "500"),
     bad("TRICKLE_SLICE_BUDGET_MS", "soon"),
+    good("TRICKLE_SLICE_INTERVAL_MS", "10000"),
+    bad("TRICKLE_SLICE_INTERVAL_MS", "-1"),
     good("TRICKLE_STEP_TARGET_MS", "20"),
     bad("TRICKLE_STEP_TARGET_MS", "abc"),
     bad("TRICKLE_STEP_TARGET_MS", "0"),
@@ -113,6 +119,9 @@ function rows(): Row[] {
     bad("TRICKLE_WEBHOOK_SECRET", "hook-secret"), // without a URL
     good("TRICKLE_FLEET_DATABASES", "fleet.txt"),
     bad("TRICKLE_FLEET_DATABASES", "libsql://tenant-1.example.com"),
+    // Workers only, like DATABASE_BINDING.
+    bad("TRICKLE_FLEET", "libsql://tenant-1.example.com\nlibsql://tenant-2.example.com"),
+    bad("TRICKLE_FLEET_CONCURRENCY", "2"),
     good("TRICKLE_DENO_CRON", "*/5 * * * *"),
     bad("TRICKLE_DENO_CRON", "often"),
   ];
@@ -202,9 +211,13 @@ describe("the server and the CLI read every setting the same way", () => {
   it("the table covers every variable the settings loader reads", () => {
     const covered = new Set(rows().map((r) => r.variable));
     expect([...SETTINGS_VARIABLES].filter((v) => !covered.has(v))).toEqual([]);
-    // …and each with at least one good and one bad value.
+    // …and each with at least one good and one bad value; a Workers-only one is refused whatever its value.
     for (const variable of SETTINGS_VARIABLES) {
       const mine = rows().filter((r) => r.variable === variable);
+      if (WORKERS_ONLY_VARIABLES.includes(variable)) {
+        expect(mine.length > 0 && mine.every((r) => !r.ok), `${variable} is refused here`).toBe(true);
+        continue;
+      }
       expect(
         mine.some((r) => r.ok) && mine.some((r) => !r.ok),
         `${variable} needs a good and a bad value`,

@@ -67,6 +67,76 @@ describe("Workers handlers: configuration errors", () => {
     );
   });
 
+  it("DATABASE_BINDING: names a D1 binding that must exist and be a D1 database, never with DATABASE_URL", async () => {
+    expect(await fetchError({ DATABASE_BINDING: "DB" })).toMatch(
+      /^trickle is misconfigured: DATABASE_BINDING: this Worker has no binding named "DB"; add a \[\[d1_databases\]\] block/,
+    );
+    expect(await fetchError({ DATABASE_BINDING: "DB", DB: { get: () => null } })).toMatch(
+      /DATABASE_BINDING: the binding "DB" is not a D1 database/,
+    );
+    expect(await fetchError({ DATABASE_BINDING: "DB", DB: "a string var" })).toMatch(
+      /DATABASE_BINDING: the binding "DB" is not a D1 database/,
+    );
+    expect(await fetchError({ DATABASE_BINDING: "libsql://db.example.com" })).toMatch(
+      /^trickle is misconfigured: DATABASE_BINDING must be the name of a D1 binding/,
+    );
+    const both = await fetchError({
+      DATABASE_BINDING: "DB",
+      DATABASE_URL: `libsql://db.example.com?authToken=${SECRET}`,
+    });
+    expect(both).toMatch(
+      /^trickle is misconfigured: DATABASE_BINDING and DATABASE_URL are both set; set one/,
+    );
+    expect(both).not.toContain(SECRET);
+    // A D1 binding (anything with prepare() and batch()) is accepted: the app answers.
+    const d1 = { prepare: () => ({}), batch: async () => [], exec: async () => ({}) };
+    const response = await createWorker().fetch(
+      new Request("http://worker/api/openapi.json"),
+      { DATABASE_BINDING: "DB", DB: d1 },
+      ctx,
+    );
+    expect(response.status).toBe(200);
+  });
+
+  it("TRICKLE_FLEET: remote URLs one per line, never with a single database, with a bounded concurrency", async () => {
+    expect(await fetchError({ TRICKLE_FLEET: "# nothing yet" })).toMatch(
+      /^trickle is misconfigured: TRICKLE_FLEET: lists no database/,
+    );
+    expect(await fetchError({ TRICKLE_FLEET: "https://a.example.com\nfile:tenant.db" })).toMatch(
+      /^trickle is misconfigured: TRICKLE_FLEET: line 2: the URL is a file: database, which a Worker cannot open/,
+    );
+    const duplicate = await fetchError({
+      TRICKLE_FLEET: `https://a.example.com?authToken=${SECRET}\nhttps://a.example.com?authToken=${SECRET}`,
+    });
+    expect(duplicate).toMatch(/TRICKLE_FLEET: line 2: https:\/\/a\.example\.com\/ is listed twice/);
+    expect(duplicate).not.toContain(SECRET);
+    expect(
+      await fetchError({ TRICKLE_FLEET: "https://a.example.com", DATABASE_URL: "https://b.example.com" }),
+    ).toMatch(/TRICKLE_FLEET and DATABASE_URL are both set; a Worker advances one database/);
+    expect(await fetchError({ TRICKLE_FLEET: "https://a.example.com", DATABASE_BINDING: "DB" })).toMatch(
+      /TRICKLE_FLEET and DATABASE_BINDING are both set/,
+    );
+    expect(
+      await fetchError({ TRICKLE_FLEET: "https://a.example.com", TRICKLE_FLEET_CONCURRENCY: "7" }),
+    ).toMatch(/TRICKLE_FLEET_CONCURRENCY must be at most 6/);
+    expect(
+      await fetchError({ DATABASE_URL: "https://a.example.com", TRICKLE_FLEET_CONCURRENCY: "2" }),
+    ).toMatch(/TRICKLE_FLEET_CONCURRENCY is set but TRICKLE_FLEET is not/);
+    // A good list: the app answers, and the control API has no migration of its own.
+    const env = {
+      TRICKLE_FLEET: "# tenants\nhttps://a.example.com\n\nhttps://b.example.com\n",
+      ADMIN_TOKEN: SECRET,
+    };
+    const worker = createWorker();
+    expect((await worker.fetch(new Request("http://worker/api/openapi.json"), env, ctx)).status).toBe(200);
+    const list = await worker.fetch(
+      new Request("http://worker/api/migrations", { headers: { authorization: `Bearer ${SECRET}` } }),
+      env,
+      ctx,
+    );
+    expect(await list.json()).toEqual({ migrations: [] });
+  });
+
   it("ignores bindings that are not strings (KV namespaces, JSON vars)", async () => {
     const worker = createWorker();
     const env = { DATABASE_URL: "https://db.example.com", SOME_KV: { get: () => null }, JSON_VAR: { a: 1 } };

@@ -1,15 +1,18 @@
 /**
  * Invariant 6 (errors): what retries and what fails. Real errors from libSQL (a constraint, a busy database, the
  * fence) and from @libsql/client talking to a real HTTP server are classified, plus the codes that are hard
- * to provoke on demand (SQLITE_FULL, extended codes), built the way @libsql/client builds them.
+ * to provoke on demand (SQLITE_FULL, extended codes), built the way @libsql/client builds them. Cloudflare D1's
+ * errors, with the messages its binding throws (the ones that need a loaded D1 cannot be provoked locally; the
+ * ones SQLite raises are met for real in test/edge/d1-client.test.ts).
  */
 import { createServer, type Server } from "node:http";
 import { createClient, LibsqlError } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
-import { classifyError, LeaseLostError } from "../../src/engine/errors.ts";
+import { classifyError, isRowLevelError, LeaseLostError } from "../../src/engine/errors.ts";
 import { Runner } from "../../src/engine/runner.ts";
+import { D1QueryError } from "../../src/worker/d1-client.ts";
 import { type TempDb, tempDb } from "../helpers/db.ts";
-import { counterMigration, createCounterTable } from "../helpers/engine.ts";
+import { caught, counterMigration, createCounterTable } from "../helpers/engine.ts";
 
 let db: TempDb | undefined;
 let server: Server | undefined;
@@ -19,15 +22,6 @@ afterEach(async () => {
   if (server) await new Promise((resolve) => server!.close(resolve));
   server = undefined;
 });
-
-async function caught(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error("expected a rejection");
-}
 
 /** A real HTTP server answering every request with `status` and a plain-text body. */
 async function answering(status: number, body: string): Promise<string> {
@@ -169,5 +163,62 @@ describe("codes as @libsql/client reports them", () => {
     expect(classifyError("just a string")).toMatchObject({ kind: "deterministic", message: "just a string" });
     expect(classifyError({ weird: true }).message).toMatch(/weird/);
     expect(classifyError(new TypeError("x is not a function")).kind).toBe("deterministic");
+  });
+});
+
+describe("Cloudflare D1's errors", () => {
+  /** As the D1 binding throws them: an `Error` whose message carries D1's prefix and, for SQLite's, the code. */
+  const d1 = (message: string) => new Error(message, { cause: new Error(message.replace(/^D1_\w+: /, "")) });
+
+  it.each([
+    "D1_ERROR: D1 DB is overloaded. Too many requests queued.",
+    "D1_ERROR: D1 DB is overloaded. Requests queued for too long.",
+    "D1_ERROR: D1 DB exceeded its CPU time limit and was reset.",
+    "D1_ERROR: D1 DB's isolate exceeded its memory limit and was reset.",
+    "D1_ERROR: D1 DB storage operation exceeded timeout which caused object to be reset.",
+    "D1_ERROR: Internal error in D1 DB storage caused object to be reset.",
+    "D1_ERROR: Internal error while starting up D1 DB storage caused object to be reset.",
+    "D1_ERROR: D1 DB reset because its code was updated.",
+    "D1_ERROR: Cannot resolve D1 DB due to transient issue on remote node.",
+    "D1_ERROR: Can't read from request stream because client disconnected.",
+    "D1_ERROR: internal error",
+    "D1_ERROR: the database is overloaded",
+    "D1_ERROR: execution timeout",
+    "Network connection lost.", // thrown by the binding's transport, without D1's prefix
+    "D1 DB is overloaded. Too many requests queued.",
+  ])("%s is transient back-pressure", (message) => {
+    expect(classifyError(d1(message)).kind).toBe("transient");
+    // …also once the adapter (src/worker/d1-client.ts) gave it libSQL's shape.
+    expect(classifyError(new D1QueryError(message, "D1_ERROR", undefined, null)).kind).toBe("transient");
+  });
+
+  it.each([
+    "D1_ERROR: UNIQUE constraint failed: t.id: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_PRIMARYKEY)",
+    'D1_ERROR: near "SELEC": syntax error at offset 0: SQLITE_ERROR',
+    "D1_ERROR: too many SQL variables at offset 207: SQLITE_ERROR",
+    "D1_ERROR: not authorized to use function: sqlite_version at offset 7: SQLITE_ERROR",
+    "D1_TYPE_ERROR: Type 'bigint' not supported for value '1'",
+    "D1_COLUMN_NOTFOUND: Column not found",
+    "internal error", // not D1's: a bare phrase alone proves nothing
+  ])("%s is deterministic", (message) => {
+    expect(classifyError(d1(message)).kind).toBe("deterministic");
+  });
+
+  it("SQLite's code in D1's message is the code, and a row-level one can be bisected", () => {
+    const message =
+      "D1_ERROR: CHECK constraint failed: v >= 0: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_CHECK)";
+    const error = classifyError(
+      new D1QueryError(message, "SQLITE_CONSTRAINT", "SQLITE_CONSTRAINT_CHECK", null),
+    );
+    expect(error).toMatchObject({ kind: "deterministic", code: "SQLITE_CONSTRAINT" });
+    expect(isRowLevelError(error)).toBe(true);
+  });
+
+  it("the fence's abort through D1's wrapping is lease-lost", () => {
+    const message = "D1_ERROR: trickle_lease_lost: SQLITE_CONSTRAINT (extended: SQLITE_CONSTRAINT_TRIGGER)";
+    expect(classifyError(d1(message)).kind).toBe("lease-lost");
+    expect(classifyError(new D1QueryError(message, "SQLITE_CONSTRAINT", undefined, null)).kind).toBe(
+      "lease-lost",
+    );
   });
 });

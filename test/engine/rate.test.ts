@@ -77,6 +77,46 @@ describe("computeProgress", () => {
   });
 });
 
+describe("the verification walk in the ETA", () => {
+  // 10 s elapsed, 100 of 1000 rows: 90 s of data walk left at 10 rows/s. Counting took 12 s.
+  const walk = { countingMs: 12_000, minKey: 1n, scanEnd: 1000n } as const;
+
+  it("adds half of counting's duration to the point and the fast end, all of it to the slow end", () => {
+    const plain = computeProgress(input({}), START_MS + 10_000);
+    const p = computeProgress(input({ ...walk, phase: null }), START_MS + 10_000);
+    expect(p.etaSeconds).toBeCloseTo(90 + 6, 9);
+    const window: Array<[number, number]> = [0, 2_500, 5_000, 7_500].map((t, i) => [START_MS + t, i * 25]);
+    const banded = { ...walk, phase: null, rateWindow: window, rowsProcessed: 100n };
+    const withBand = computeProgress(input(banded), START_MS + 10_000);
+    const without = computeProgress(input({ rateWindow: window }), START_MS + 10_000);
+    expect(without.etaLowSeconds).not.toBeNull();
+    expect(withBand.etaLowSeconds).toBeCloseTo(without.etaLowSeconds! + 6, 9);
+    expect(withBand.etaHighSeconds).toBeCloseTo(without.etaHighSeconds! + 12, 9);
+    expect(withBand.etaLowSeconds!).toBeLessThanOrEqual(withBand.etaSeconds!);
+    expect(plain.etaSeconds).toBeCloseTo(90, 9);
+  });
+
+  it("counts down the keys verification has left instead of showing 0 once every row is covered", () => {
+    const covered = { rowsProcessed: 1000n, phase: "verifying" as const };
+    const atStart = computeProgress(input({ ...walk, ...covered, scanCursor: null }), START_MS + 10_000);
+    const halfway = computeProgress(input({ ...walk, ...covered, scanCursor: 500n }), START_MS + 10_000);
+    const atEnd = computeProgress(input({ ...walk, ...covered, scanCursor: 1000n }), START_MS + 10_000);
+    expect(atStart.etaSeconds).toBeCloseTo(6, 9);
+    expect(halfway.etaSeconds).toBeCloseTo(3, 9);
+    expect(atEnd.etaSeconds).toBe(0);
+    expect(computeProgress(input({ ...covered, scanCursor: 500n }), START_MS + 10_000).etaSeconds).toBe(0);
+  });
+
+  it("adds nothing while counting, before counting has ended, or once the run is not running", () => {
+    const counting = input({ ...walk, phase: "counting", rowsProcessed: 0n, rowsTotal: 0n });
+    expect(computeProgress(counting, START_MS + 10_000).etaSeconds).toBeNull();
+    const unknown = input({ ...walk, countingMs: null, phase: null });
+    expect(computeProgress(unknown, START_MS + 10_000).etaSeconds).toBeCloseTo(90, 9);
+    const paused = input({ ...walk, phase: null, status: "paused" });
+    expect(computeProgress(paused, START_MS + 10_000).etaSeconds).toBeNull();
+  });
+});
+
 describe("parseTime", () => {
   const savedTz = process.env.TZ;
   afterEach(() => {

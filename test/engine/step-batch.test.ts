@@ -86,7 +86,11 @@ describe.each([
         sql.some((s) => /UPDATE _async_migrations SET[\s\S]*rows_processed = rows_processed \+/.test(s)),
       ).toBe(true); // the progress update
       expect(sql.some((s) => /UPDATE _async_migrations SET cursor =/.test(s))).toBe(true); // the cursor
+      // On a local file the range's end was read before the batch: the write lock covers no key walk.
+      expect(sql.some((s) => /SELECT MAX\(k\)/.test(s))).toBe(false);
     }
+    const rangeReads = calls.filter((c) => /^SELECT CAST\(\(SELECT MAX\(k\)/.test(sqlOf(c.statements[0]!)));
+    expect(rangeReads.map((c) => c.method)).toEqual(stepCalls.map(() => "execute")); // one read per step
     // The data table is written only inside step batches.
     calls.forEach((call, i) => {
       if (!stepCalls.includes(i)) expect(call.statements.filter(writesTable(table))).toEqual([]);

@@ -274,6 +274,10 @@ describe("projection", () => {
     expect(back.slices).toBe(6);
     expect(back.dutyCycle).toBeCloseTo(2000 / 2010, 4);
     expect(back.wallSeconds).toBeCloseTo(5 * 2.01 + 2, 3);
+    // While the application writes, the `writers` policy pauses after each 50 ms step for the longest sleep a
+    // writer waiting since the step began can be in (20 ms) + 3 ms: 14.6 s in slices, seven intervals and 0.6 s.
+    expect(back.schedule.pauseWhileWritingMs).toBe(23);
+    expect(back.wallSecondsWhileWriting).toBeCloseTo(7 * 2.01 + 0.6, 3);
     // A cron slice of 2 s every minute: five minutes of waiting, then the last slice.
     const cron = projectRun(100_000n, 90_000n, { keys: 100n, durationMs: 10 }, t, 60_000);
     expect(cron.dutyCycle).toBeCloseTo(2000 / 60_000, 4);
@@ -282,6 +286,7 @@ describe("projection", () => {
       sliceBudgetMs: 2000,
       tickIntervalMs: 60_000,
       yieldMs: 10,
+      pauseWhileWritingMs: 23,
       stepTargetMs: 50,
     });
     // A run that fits in one slice takes its time in steps and yields, whatever the interval.

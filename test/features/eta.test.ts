@@ -261,6 +261,60 @@ describe("the runner's window", () => {
     const row = await runner.store.get("counter_v1");
     expect(row?.rateWindow?.[0]).toEqual([countedAt, 0]);
   });
+
+  it("keeps counting's duration, and the ETA counts the verification walk down from it", async () => {
+    const { runner, wall } = await counterRunOverWallTime({ batch: 10, charge: () => true });
+    await runner.runSlice(30);
+    const counting = await runner.store.get("counter_v1");
+    expect(counting?.phase).toBe("counting");
+    expect(counting?.countingMs).toBeNull();
+    // Counting has run for 20 s by the database's clock (its own times, so no clock of the test's is involved).
+    await db!
+      .open()
+      .execute(
+        "UPDATE _async_migrations SET started_at = strftime('%Y-%m-%dT%H:%M:%fZ','now','-20 seconds') WHERE name = 'counter_v1'",
+      );
+    let row = counting!;
+    while (row.phase === "counting") {
+      await runner.runSlice(30);
+      wall.advance(1_000);
+      row = (await runner.store.get("counter_v1"))!;
+    }
+    expect(row.countingMs).toBeGreaterThanOrEqual(20_000);
+    expect(row.countingMs).toBeLessThan(80_000);
+    // The data walk: its own rows at the window's rate, then the whole verification walk.
+    for (let i = 0; i < 3; i++) {
+      await runner.runSlice(30);
+      wall.advance(1_000);
+    }
+    row = (await runner.store.get("counter_v1"))!;
+    expect(row.rowsProcessed).toBeLessThan(row.rowsTotal);
+    const seconds = row.countingMs! / 1000;
+    const snapshotOf = (r: typeof row) =>
+      buildSnapshot([r], { names: ["counter_v1"], takenAt: wall.now() }).migrations[0]!;
+    const backfilling = snapshotOf(row);
+    expect(backfilling.etaSeconds).toBeGreaterThan(seconds / 2);
+    expect(backfilling.etaLowSeconds ?? seconds).toBeGreaterThanOrEqual(seconds / 2);
+    if (backfilling.etaHighSeconds !== null) expect(backfilling.etaHighSeconds).toBeGreaterThan(seconds);
+    // Verification a third of the way through its keys: every row covered, two thirds of the walk's estimate (half
+    // of counting's time) left (this row is the real one with the walk's fields moved, to catch the walk part-way).
+    const { minKey, maxKey } = row;
+    const third = minKey! + (maxKey! - minKey! + 1n) / 3n - 1n;
+    const verifying = {
+      ...row,
+      rowsProcessed: row.rowsTotal,
+      phase: "verifying" as const,
+      scanCursor: third,
+    };
+    expect(snapshotOf({ ...verifying, scanEnd: maxKey }).etaSeconds).toBeCloseTo(seconds / 3, 0);
+    // Run to the end: a finished run has no ETA.
+    while (row.status === "running") {
+      await runner.runSlice(1_000);
+      row = (await runner.store.get("counter_v1"))!;
+    }
+    expect(row.status).toBe("done");
+    expect(snapshotOf(row).etaSeconds).toBeNull();
+  });
 });
 
 describe("verification is recorded and shown", () => {

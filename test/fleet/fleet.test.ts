@@ -1,9 +1,9 @@
 /**
  * Fleets (design.md, "Beyond one database"): one backfill across many tenant databases, each exactly-once on its
- * own `_async_migrations`, the fleet's progress derived from those rows. Real files, a real unreachable server
- * address, real CLI processes, SIGKILL of the fleet runner mid-wave.
+ * own `_async_migrations`, the fleet's progress derived from those rows. Real files, a real read-only database, a
+ * real unreachable server address, real CLI processes, SIGKILL of the fleet runner mid-wave.
  */
-import { existsSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, openSync, writeFileSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { type Client, createClient } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
@@ -36,6 +36,21 @@ afterEach(() => {
 const open = async (url: string): Promise<Client> => createClient({ url, intMode: "bigint", timeout: 2000 });
 /** How the CLI opens a tenant: never creating a database that is not there. */
 const openTenant = (url: string) => openDatabase({ url, busyTimeoutMs: 2000 }, { create: false });
+/**
+ * Makes a database file read-only for every process, root included: SQLite treats a file whose header says "write
+ * version 3" (byte 18; read version 1, byte 19) as read-only ("If the read version is 1 or 2 but the write
+ * version is greater than 2, then the database file must be treated as read-only", sqlite.org/fileformat.html,
+ * section 1.3.3), the way it treats a file on a read-only mount. `chmod` would not do: the tests run as root.
+ * The file must be in rollback-journal mode (a WAL file says version 2 in both bytes).
+ */
+function makeReadOnly(path: string): void {
+  const fd = openSync(path, "r+");
+  try {
+    writeSync(fd, Uint8Array.of(3, 1), 0, 2, 18);
+  } finally {
+    closeSync(fd);
+  }
+}
 const SETTINGS = {
   tuning: { ...DEFAULT_TUNING, yieldMs: 0 },
   throttle: {},
@@ -51,14 +66,26 @@ describe("a fleet of 200 tenant databases", () => {
     const urls: string[] = [];
     const oracles = new Map<string, string[]>();
     const broken = new Map<string, RegExp>();
+    let readOnly = { url: "", rows: [] as string[] };
     for (let i = 0; i < 200; i++) {
-      const url = `file:${join(db.dir, `tenant-${i}.db`)}`;
+      const path = join(db.dir, `tenant-${i}.db`);
+      const url = `file:${path}`;
       urls.push(url);
       if (i === 150) {
         broken.set(url, /no such file|unable to open|no database/i); // listed, never created
         continue;
       }
       const client = createClient({ url, intMode: "bigint" });
+      if (i === 120) {
+        // A healthy CoreScope tenant with work to do, on a database nobody may write to.
+        await createCoreScopeSchema(client);
+        await insertCoreScopeRows(client, sparseTransmissions(prng(i + 1), 30));
+        await client.execute("PRAGMA journal_mode=DELETE");
+        readOnly = { url, rows: await lastSeenById(client) };
+        client.close();
+        makeReadOnly(path);
+        continue;
+      }
       if (i % 40 === 7) {
         await client.execute("CREATE TABLE unrelated (a)"); // a tenant without the app's tables
       } else {
@@ -103,12 +130,19 @@ describe("a fleet of 200 tenant databases", () => {
       expect(byUrl.get(url)).toMatchObject({ status: "pending" });
       expect(byUrl.get(url)?.detail).toMatch(/does not exist in this database/);
     }
+    // The read-only tenant can be reached and read, so it is not "unreachable": it failed, saying why, and
+    // nothing in it changed.
+    expect(byUrl.get(readOnly.url)).toMatchObject({ status: "failed" });
+    expect(byUrl.get(readOnly.url)?.detail).toMatch(/SQLITE_READONLY.*readonly database/);
+    const readOnlyClient = await open(readOnly.url);
+    expect(await lastSeenById(readOnlyClient)).toEqual(readOnly.rows);
+    readOnlyClient.close();
     expect(result.summary).toMatchObject({
       total: 201,
       done: oracles.size,
       unreachable: 2,
       pending: withoutTables.length,
-      failed: 0,
+      failed: 1,
     });
     // The fleet's status is read from the tenants themselves, and agrees.
     const status = await fleetStatus({
@@ -117,6 +151,33 @@ describe("a fleet of 200 tenant databases", () => {
       names: [txLastSeenBackfillV1.name],
     });
     expect(status.every((t) => t.status === "done")).toBe(true);
+
+    // The same fleet through the CLI (a second run: the done tenants have nothing left to do): the exit code says
+    // that not every tenant is done, and the JSON names the broken ones with their reasons.
+    const file = join(db.dir, "fleet.txt");
+    writeFileSync(file, `${urls.join("\n")}\n`);
+    const flags = ["--until-done", "--continue-on-error", "--concurrency", "16", "--json"];
+    const rerun = await cli(["fleet", "run", "--databases", file, ...flags], {});
+    expect(rerun.code, rerun.stderr).toBe(1);
+    const json = JSON.parse(rerun.stdout) as {
+      summary: Record<string, number>;
+      tenants: { database: string; status: string; detail: string | null }[];
+    };
+    expect(json.summary).toMatchObject({ total: 201, done: oracles.size, failed: 1, unreachable: 2 });
+    expect(json.tenants[urls.indexOf(readOnly.url)]).toMatchObject({
+      status: "failed",
+      detail: expect.stringMatching(/SQLITE_READONLY.*readonly database/),
+    });
+    for (const [url, reason] of broken)
+      expect(json.tenants[urls.indexOf(url)]).toMatchObject({
+        status: "unreachable",
+        detail: expect.stringMatching(reason),
+      });
+    for (const [url, expected] of oracles) {
+      const client = await open(url);
+      expect(await lastSeenById(client), url).toEqual(expected);
+      client.close();
+    }
   }, 300_000);
 });
 
@@ -142,6 +203,59 @@ describe("fleet waves", () => {
     const continued = await runFleet({ ...base, untilDone: true, continueOnError: true });
     expect(continued.stoppedBecause).toBeNull();
     expect(continued.tenants[1]?.status).toBe("done");
+  });
+
+  it("wait for a tenant whose application holds the write lock, instead of calling it unreachable", async () => {
+    db = tempDb();
+    const url = `file:${join(db.dir, "busy.db")}`;
+    const setup = createClient({ url, intMode: "bigint" });
+    await createCoreScopeSchema(setup);
+    await insertCoreScopeRows(setup, sparseTransmissions(prng(9), 40));
+    const expected = await oneShotResult(setup, db);
+    setup.close();
+    // The application's write transaction holds the lock while the fleet starts on the tenant.
+    const app = createClient({ url, intMode: "bigint" });
+    const holding = await app.transaction("write");
+    await holding.execute(
+      "INSERT INTO observations (transmission_id, timestamp, path_json) VALUES (1, 1, '[]')",
+    );
+    // The runner's client, watched: the lock is released once one of its writes has met SQLITE_BUSY.
+    let sawBusy: () => void = () => {};
+    const busy = new Promise<void>((resolve) => {
+      sawBusy = resolve;
+    });
+    const watched = async (tenant: string): Promise<Client> => {
+      const client = await openDatabase({ url: tenant, busyTimeoutMs: 20 }, { create: false });
+      const watch = (thrown: unknown): never => {
+        if (/SQLITE_BUSY/.test(String(thrown))) sawBusy();
+        throw thrown;
+      };
+      return new Proxy(client, {
+        get(target, property) {
+          const value: unknown = Reflect.get(target, property, target);
+          if (typeof value !== "function") return value;
+          const method = value as (...args: unknown[]) => unknown;
+          if (property !== "execute" && property !== "batch") return method.bind(target);
+          return (...args: unknown[]) => (method.apply(target, args) as Promise<unknown>).catch(watch);
+        },
+      });
+    };
+    const run = runFleet({
+      urls: [url],
+      open: watched,
+      settings: SETTINGS,
+      migrations: [txLastSeenBackfillV1],
+      untilDone: true,
+      owner: "busy-test",
+    });
+    await busy;
+    await holding.rollback();
+    app.close();
+    const result = await run;
+    expect(result.tenants[0]).toMatchObject({ status: "done" });
+    const client = await open(url);
+    expect(await lastSeenById(client)).toEqual(expected);
+    client.close();
   });
 
   it("parses fleet files: comments, blanks, duplicates and bad URLs named by line", () => {

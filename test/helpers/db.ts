@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type Client, createClient } from "@libsql/client";
 
-/** The seed's original one-shot statement; trickle's result must equal it on a quiet database. */
-export const ONE_SHOT_SQL =
-  "UPDATE transmissions SET last_seen = COALESCE((SELECT MAX(timestamp) FROM observations WHERE transmission_id = transmissions.id), last_seen) WHERE last_seen = 0";
+import { ONE_SHOT_SQL } from "../../src/seed/corescope.ts";
+
+export { ONE_SHOT_SQL };
 
 export interface TempDb {
   readonly dir: string;

@@ -149,10 +149,12 @@ export function isWrite(statement: InStatement): boolean {
   return WRITE_SQL.test(sqlOf(statement));
 }
 
-/** The step size a step batch asked for (the `:trickle_n` argument of its cursor update), if it is a step. */
+/** The step size a step batch asked for (the `:trickle_n` argument of its progress update), if it is a step. */
 export function stepSizeOf(statements: readonly InStatement[]): number | undefined {
   for (const s of statements) {
     const args = argsOf(s);
+    // The progress update records the step's size; the range read before a step (`readRangeEnd`) is not a step.
+    if (!/batch_size = :trickle_n/.test(sqlOf(s))) continue;
     if (!Array.isArray(args) && ":trickle_n" in args) return Number(args[":trickle_n"]);
   }
   return undefined;
@@ -260,4 +262,14 @@ export function legacyTransmissions(count: number): { id: bigint; lastSeen: bigi
     lastSeen: 0n,
     timestamps: [BigInt(1000 + i + 1)],
   }));
+}
+
+/** What `promise` rejects with; fails the test when it resolves. */
+export async function caught(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error("expected a rejection");
 }

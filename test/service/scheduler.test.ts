@@ -59,6 +59,32 @@ describe("Scheduler", () => {
     expect(maxActive).toBe(1);
   });
 
+  it("spaces slices with work by sliceIntervalMs from start to start (a duty cycle), yieldMs at the least", async () => {
+    const starts: number[] = [];
+    let markDone!: () => void;
+    const done = new Promise<void>((r) => {
+      markDone = r;
+    });
+    scheduler = new Scheduler({
+      sliceBudgetMs: 100,
+      tickMs: 60_000,
+      yieldMs: 0,
+      sliceIntervalMs: 80,
+      runSlice: async () => {
+        starts.push(performance.now());
+        await sleep(20); // a slice shorter than the interval: the rest of it is the pause
+        if (starts.length === 4) markDone();
+        return result(starts.length < 4);
+      },
+    });
+    scheduler.start();
+    await done;
+    const gaps = starts.slice(1).map((t, i) => t - starts[i]!);
+    expect(gaps).toHaveLength(3);
+    // Timers fire late on a busy machine, never early (allowing Node's 1 ms rounding).
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(79);
+  });
+
   it("does not spin when a slice reports work but makes no progress (lease held elsewhere)", async () => {
     let calls = 0;
     scheduler = new Scheduler({

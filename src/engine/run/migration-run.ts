@@ -368,11 +368,15 @@ class MigrationRun {
     }
     const before = this.#row;
     const start = { cursor: before.cursor, minKey, maxKey, pass: before.pass };
-    this.#stepKey = null;
-    if (size === 1) {
-      // A single key may be quarantined if it fails: name it before the step, so the record is that key.
-      this.#stepKey = (await this.#plan.readRangeEnd(ctx.client, start, 1)) ?? maxKey;
-    }
+    // The range's last key. On a local file it is read before the write batch, so the write lock covers the data
+    // change alone (keys inserted in between fall inside the range all the same); remote databases walk it inside
+    // the batch, where reading it first would cost a round trip per step. A single key is always named first: if
+    // it fails, that key is the one quarantined.
+    const readFirst = size === 1 || ctx.client.protocol === "file";
+    const rangeEnd = readFirst
+      ? ((await this.#plan.readRangeEnd(ctx.client, start, size)) ?? maxKey)
+      : undefined;
+    this.#stepKey = size === 1 ? (rangeEnd ?? null) : null;
     const failedAttempts = bisection.failedAttempts;
     const batch = this.#plan.stepBatch(
       this.#lease,
@@ -380,7 +384,7 @@ class MigrationRun {
       size,
       this.#work.unrecordedBusyMs,
       failedAttempts,
-      this.#stepKey ?? undefined,
+      rangeEnd,
     );
     this.#stepSize = size;
     await ctx.checkpoints.beforeStep();

@@ -54,6 +54,8 @@ export interface MigrationRow {
   readonly scanEnd: bigint | null;
   /** A key the walk met that is not an integer, e.g. `real 2.5`; the run failed there. */
   readonly scanProblem: string | null;
+  /** How long counting took (wall ms from the run's start), once it has ended; null before. */
+  readonly countingMs: number | null;
 }
 
 /** One quarantined row. */
@@ -134,6 +136,7 @@ const READ_COLUMNS = [
   "scan_count",
   "scan_end",
   "scan_problem",
+  "counting_ms",
 ];
 
 /** The select list of a row; columns not in `present` (a table nothing has upgraded yet) read as NULL. */
@@ -183,6 +186,7 @@ export function toMigrationRow(r: Row): MigrationRow {
     scanCount: toBigIntOrNull(r.scan_count) ?? 0n,
     scanEnd: toBigIntOrNull(r.scan_end),
     scanProblem: text(r.scan_problem),
+    countingMs: toNumberOrNull(r.counting_ms),
   };
 }
 

@@ -78,6 +78,9 @@ export const COLUMNS: ReadonlyArray<readonly [name: string, definition: string]>
   ["scan_end", "INTEGER"],
   // A key the walk met that is not an integer (`real 2.5`, `text 'abc'`): the run stops there (invariant 11).
   ["scan_problem", "TEXT"],
+  // How long counting took, wall ms from the run's start (ticks and gaps included): the ETA's estimate of the
+  // verification walk, which reads the same keys again (progress/rate.ts).
+  ["counting_ms", "INTEGER"],
 ];
 
 const SCHEMA_STATEMENTS = [

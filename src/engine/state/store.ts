@@ -34,6 +34,9 @@ import {
 } from "./schema.ts";
 import { fence, renewal } from "./statements.ts";
 
+/** Wall ms since the run started, by the database's clock (both times are its `SQL_NOW` text). */
+const SQL_MS_SINCE_START = `CAST(ROUND((julianday(${SQL_NOW}) - julianday(started_at)) * 86400000) AS INTEGER)`;
+
 const SELECT_ROW = `SELECT ${ROW_COLUMNS} FROM ${STATE_TABLE}`;
 
 export type ControlAction = "pause" | "resume" | "cancel" | "retry";
@@ -218,7 +221,7 @@ export class StateStore {
                   batch_size = ?, rate = NULL, busy_ms = 0, verified_at = NULL, residual = NULL, quarantined = 0,
                   failed_steps = 0, throttle_reason = NULL, throttled_until = NULL, progress_at = ${SQL_NOW},
                   rate_window = ?, phase = CASE WHEN ? IS NULL THEN NULL ELSE 'counting' END, scan_cursor = NULL,
-                  scan_count = 0, scan_end = ?, scan_problem = NULL, ${renewal(lease)}
+                  scan_count = 0, scan_end = ?, scan_problem = NULL, counting_ms = NULL, ${renewal(lease)}
               WHERE name = ?`,
         args: [BigInt(start.batchSize), start.rateWindow ?? null, start.scanEnd, start.scanEnd, lease.name],
       },
@@ -230,7 +233,7 @@ export class StateStore {
     await this.fenced(lease, [
       {
         sql: `UPDATE ${STATE_TABLE} SET phase = NULL, rows_total = scan_count, cursor = NULL, progress_at = ${SQL_NOW},
-                rate_window = ?, ${renewal(lease)}
+                rate_window = ?, counting_ms = ${SQL_MS_SINCE_START}, ${renewal(lease)}
               WHERE name = ? AND phase = 'counting'`,
         args: [rateWindow, lease.name],
       },

@@ -5,6 +5,8 @@
  * bundling middleware, absent with `--no-bundle`). Secrets go through an env file
  * in a temp directory (never on the command line); tuning overrides through `--var`.
  *
+ * `wranglerD1Execute` runs SQL against the local D1 database (`--local --persist-to`) that `wrangler dev` serves.
+ *
  * Offline: metrics, error reports and the `Request.cf` download are switched off; nothing else is fetched.
  */
 import { spawn } from "node:child_process";
@@ -60,6 +62,13 @@ export interface WranglerDevOptions {
   readonly label: string;
   /** Entry module overriding wrangler.toml's `main` (a test entry under test/edge/fixtures/). */
   readonly entry?: string;
+  /** wrangler configuration file (default: the repository's wrangler.toml), e.g. `D1_CONFIG`. */
+  readonly config?: string;
+  /**
+   * Local state directory (`--persist-to`), e.g. one seeded with `wranglerD1Execute` beforehand; the caller
+   * owns it. Default: a fresh one, removed on `stop()`.
+   */
+  readonly persistTo?: string;
   /** Secret bindings (written to an env file). */
   readonly secrets: Readonly<Record<string, string>>;
   /** Plain variables, overriding wrangler.toml `[vars]`. */
@@ -75,22 +84,20 @@ export interface DryRun {
   readonly bundles: readonly string[];
 }
 
+/** A wrangler configuration with a local D1 database bound as `DB` and `DATABASE_BINDING = "DB"`. */
+export const D1_CONFIG = join(REPO_ROOT, "test/edge/fixtures/wrangler-d1.toml");
+
 /**
- * `wrangler deploy --dry-run --outdir <outdir>` with the repository's wrangler.toml: bundles the Worker (or
- * `extra`'s entry) exactly as a deploy would, offline, without uploading anything.
+ * `wrangler deploy --dry-run --outdir <outdir>` with the repository's wrangler.toml (or `config`): bundles the
+ * Worker (or `extra`'s entry) exactly as a deploy would, offline, without uploading anything.
  */
-export function wranglerDryRun(outdir: string, extra: readonly string[] = []): Promise<DryRun> {
+export function wranglerDryRun(
+  outdir: string,
+  extra: readonly string[] = [],
+  config: string = join(REPO_ROOT, "wrangler.toml"),
+): Promise<DryRun> {
   const { command, prefix } = wranglerCommand();
-  const args = [
-    ...prefix,
-    "deploy",
-    "--dry-run",
-    "--outdir",
-    outdir,
-    "--config",
-    join(REPO_ROOT, "wrangler.toml"),
-    ...extra,
-  ];
+  const args = [...prefix, "deploy", "--dry-run", "--outdir", outdir, "--config", config, ...extra];
   return new Promise((resolve) => {
     const child = spawn(command, args, {
       cwd: REPO_ROOT,
@@ -129,7 +136,8 @@ export function wranglerDryRun(outdir: string, extra: readonly string[] = []): P
 export async function startWranglerDev(options: WranglerDevOptions): Promise<WranglerDev> {
   const dir = mkdtempSync(join(tmpdir(), "trickle-wrangler-"));
   const removeDir = () => rmSync(dir, { recursive: true, force: true });
-  const build = await wranglerDryRun(join(dir, "bundle"), options.entry ? [options.entry] : []);
+  const config = options.config ?? join(REPO_ROOT, "wrangler.toml");
+  const build = await wranglerDryRun(join(dir, "bundle"), options.entry ? [options.entry] : [], config);
   const bundle = build.bundles[0];
   if (build.status !== 0 || bundle === undefined || build.bundles.length !== 1) {
     removeDir();
@@ -141,7 +149,7 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
   writeFileSync(
     envFile,
     Object.entries(options.secrets)
-      .map(([name, value]) => `${name}=${value}\n`)
+      .map(([name, value]) => `${name}=${envFileValue(value)}\n`)
       .join(""),
     { mode: 0o600 },
   );
@@ -152,7 +160,7 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
     bundle,
     "--no-bundle",
     "--config",
-    join(REPO_ROOT, "wrangler.toml"),
+    config,
     "--env-file",
     envFile,
     "--ip",
@@ -162,7 +170,7 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
     "--inspector-port",
     "0",
     "--persist-to",
-    join(dir, "state"),
+    options.persistTo ?? join(dir, "state"),
     "--log-level",
     "log",
     "--show-interactive-dev-session=false",
@@ -207,4 +215,77 @@ export async function startWranglerDev(options: WranglerDevOptions): Promise<Wra
     scheduled: () => request("/cdn-cgi/handler/scheduled?cron=*+*+*+*+*"),
     stop: cleanup,
   };
+}
+
+/** A value for the env file (dotenv): one with line breaks goes in double quotes, which expand `\n`. */
+function envFileValue(value: string): string {
+  return /[\r\n]/.test(value) ? `"${value.replace(/\r?\n/g, "\\n")}"` : value;
+}
+
+export interface D1ExecuteOptions {
+  /** The local state directory `wrangler dev --persist-to` uses. */
+  readonly persistTo: string;
+  /** A .sql file to run, or… */
+  readonly file?: string;
+  /** …one or more statements separated by `;`. */
+  readonly command?: string;
+  readonly config?: string;
+}
+
+/**
+ * `wrangler d1 execute DB --local --persist-to <dir>` (offline): runs a SQL file or command against the local
+ * D1 database `wrangler dev --persist-to <dir>` serves. Returns the result sets (`--json`); throws with
+ * wrangler's output when it fails.
+ */
+export async function wranglerD1Execute(
+  options: D1ExecuteOptions,
+): Promise<Array<{ results: Record<string, unknown>[] }>> {
+  const { command, prefix } = wranglerCommand();
+  const args = [
+    ...prefix,
+    "d1",
+    "execute",
+    "DB",
+    "--local",
+    "--persist-to",
+    options.persistTo,
+    "--config",
+    options.config ?? D1_CONFIG,
+    "--json",
+    ...(options.file !== undefined ? ["--file", options.file] : []),
+    ...(options.command !== undefined ? ["--command", options.command] : []),
+  ];
+  const home = mkdtempSync(join(tmpdir(), "trickle-d1-execute-"));
+  try {
+    const { status, stdout, stderr } = await new Promise<{
+      status: number | null;
+      stdout: string;
+      stderr: string;
+    }>((resolve) => {
+      const child = spawn(command, args, {
+        cwd: REPO_ROOT,
+        env: wranglerEnv(home),
+        stdio: ["ignore", "pipe", "pipe"],
+        timeout: 180_000,
+      });
+      let out = "";
+      let err = "";
+      child.stdout.on("data", (chunk: Buffer) => {
+        out += chunk.toString("utf8");
+      });
+      child.stderr.on("data", (chunk: Buffer) => {
+        err += chunk.toString("utf8");
+      });
+      child.once("error", (error) =>
+        resolve({ status: null, stdout: out, stderr: `${err}\n${error.message}` }),
+      );
+      child.once("close", (code) => resolve({ status: code, stdout: out, stderr: err }));
+    });
+    if (status !== 0) {
+      throw new Error(`wrangler d1 execute failed (${status}):\n${tail(stdout)}\n${tail(stderr)}`);
+    }
+    return JSON.parse(stdout) as Array<{ results: Record<string, unknown>[] }>;
+  } finally {
+    rmSync(home, { recursive: true, force: true });
+  }
 }
