@@ -91,21 +91,31 @@ describe("a fleet's cron invocation", () => {
     let before = await progress();
     const waited = clients.map(() => 0);
     const firstTurn: (number | undefined)[] = clients.map(() => undefined);
-    for (let invocation = 1; invocation <= 200 && !before.every((p) => p.done); invocation++) {
+    let turns = 0; // invocations that gave somebody a turn
+    for (let invocation = 1; invocation <= 300 && !before.every((p) => p.done); invocation++) {
       const result = await run();
-      expect(result.tenants.some((t) => t.outcome === "advanced")).toBe(true); // somebody's turn, every time
+      if (!result.tenants.some((t) => t.outcome === "advanced")) {
+        // No step anywhere: the turn's tenant only finished its verification walk (then it is "done"), or the
+        // machine was too busy to start a turn within the budget (its look timed out, or reading the tenants took
+        // the budget). Nobody was skipped in favour of another: every tenant with work goes first next time.
+        const withWork = result.tenants.filter((t) => t.outcome !== "done");
+        for (const t of withWork) expect(["not-reached", "unreachable"]).toContain(t.outcome);
+        before = await progress();
+        continue;
+      }
+      turns++;
       const after = await progress();
       for (const [i, p] of after.entries()) {
         const moved = p.key !== before[i]!.key;
-        if (moved) firstTurn[i] ??= invocation;
+        if (moved) firstTurn[i] ??= turns;
         waited[i] = moved || p.done ? 0 : waited[i]! + 1;
         // One turn per invocation, least recently advanced first: with three tenants, nobody who still has
-        // work waits through more than two invocations in a row.
+        // work waits through more than two turns in a row.
         expect(waited[i], `tenant ${i} after invocation ${invocation}`).toBeLessThanOrEqual(2);
       }
       before = after;
     }
-    // Never-started tenants first: the first three invocations start all three.
+    // Never-started tenants first: the first three turns start all three.
     expect(firstTurn).toEqual([expect.any(Number), expect.any(Number), expect.any(Number)]);
     expect(Math.max(...(firstTurn as number[]))).toBeLessThanOrEqual(3);
     for (const [i, client] of clients.entries()) expect(await lastSeenById(client)).toEqual(oracles[i]);
