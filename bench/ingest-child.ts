@@ -17,7 +17,7 @@
  * Prints `{"type":"ready"}` once running; on the line `stop` on stdin prints `{"type":"result",…}` and exits.
  */
 import { createClient } from "@libsql/client";
-import { nowMs } from "./procs.ts";
+import { nowMs, sleep } from "./procs.ts";
 
 const CORESCOPE_BUSY_TIMEOUT_MS = 5000;
 /** Recent transmissions: the newest tenth of the table (97.8 % of CoreScope's observations are re-sightings). */
@@ -92,7 +92,7 @@ async function main(): Promise<void> {
   const dueAt = async (start: number, i: number): Promise<number> => {
     const due = start + i * interval;
     const wait = due - nowMs();
-    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    if (wait > 0) await sleep(wait);
     else if (i % 50 === 0) await new Promise((resolve) => setImmediate(resolve)); // let "stop" arrive
     return due;
   };

@@ -42,7 +42,7 @@ import {
 } from "./state/statements.ts";
 import { StateStore } from "./state/store.ts";
 import { resolveTuning, type Tuning, withLiveOverrides } from "./tuning.ts";
-import { busyHandlerSleep, PAUSE_MARGIN_MS } from "./yield.ts";
+import { writersPauseMs } from "./yield.ts";
 
 export type JsonValue = string | number | boolean | null;
 
@@ -420,7 +420,7 @@ export function projectRun(
       wallSeconds: 0,
       wallSecondsWhileWriting: 0,
       dutyCycle: round(dutyCycle, 4),
-      schedule: schedule(pauseWhileWriting(t.stepTargetMs, t.yieldMs)),
+      schedule: schedule(writersPauseMs(t.stepTargetMs, t.yieldMs)),
     };
   }
   const keysPerMs = Number(step.keys) / Math.max(step.durationMs, 0.1);
@@ -436,7 +436,7 @@ export function projectRun(
     return { count, wallMs: (count - 1) * interval + (inSlicesMs - (count - 1) * t.sliceBudgetMs) };
   };
   const { count: slices, wallMs } = slicesAndWall(t.yieldMs);
-  const writingPause = pauseWhileWriting(stepMs, t.yieldMs);
+  const writingPause = writersPauseMs(stepMs, t.yieldMs);
   return {
     keysInRange,
     rowsTotal,
@@ -450,11 +450,6 @@ export function projectRun(
     dutyCycle: round(dutyCycle, 4),
     schedule: schedule(writingPause),
   };
-}
-
-/** The `writers` policy's pause after a step of `stepMs` while other connections write (engine/yield.ts). */
-function pauseWhileWriting(stepMs: number, yieldMs: number): number {
-  return Math.max(yieldMs, busyHandlerSleep(stepMs) + PAUSE_MARGIN_MS);
 }
 
 function effectiveTuning(

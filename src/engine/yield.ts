@@ -44,6 +44,14 @@ export function busyHandlerSleep(waitedMs: number): number {
 
 /** Timer and scheduling slack added to a pause so a writer's wake-up lands inside it. */
 export const PAUSE_MARGIN_MS = 3;
+/**
+ * The `writers` policy's pause after `heldMs` of lock time while other connections write: the longest sleep a
+ * writer that began waiting then can be in, plus the margin, and never less than the configured `yieldMs`.
+ */
+export function writersPauseMs(heldMs: number, yieldMs: number): number {
+  return Math.max(yieldMs, busyHandlerSleep(heldMs) + PAUSE_MARGIN_MS);
+}
+
 /** No other connection committed for this long: a quiet spell. */
 export const QUIET_MS = 2_000;
 /** How often a pause looks for other writers' commits while it may be extended. */
@@ -81,7 +89,7 @@ export class Yielder {
       await this.#clock.sleep(yieldMs, signal);
       return;
     }
-    const full = Math.max(yieldMs, busyHandlerSleep(heldMs) + PAUSE_MARGIN_MS);
+    const full = writersPauseMs(heldMs, yieldMs);
     await this.#clock.sleep(full, signal);
     // Writers that got in may have a backlog: keep the lock free while they keep committing, bounded.
     const until = this.#clock.now() + full;

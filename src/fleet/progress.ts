@@ -37,9 +37,13 @@ export class FleetSnapshots implements SnapshotSource {
     this.#now = now;
   }
 
+  /** The snapshot of the last view served: a view is read once per TTL, and its snapshot built once. */
+  #built: { readonly view: FleetView; readonly snapshot: Snapshot } | undefined;
+
   async get(): Promise<ServedSnapshot> {
     const view = await this.#view.get();
-    return { snapshot: fleetSnapshot(view, this.#names), ageMs: Math.max(0, this.#now() - view.takenAt) };
+    if (this.#built?.view !== view) this.#built = { view, snapshot: fleetSnapshot(view, this.#names) };
+    return { snapshot: this.#built.snapshot, ageMs: Math.max(0, this.#now() - view.takenAt) };
   }
 }
 

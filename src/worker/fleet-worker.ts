@@ -59,17 +59,16 @@ export function createFleetIsolate(config: ServiceConfig, fleet: readonly string
     }
     return tenant.client;
   };
+  // A turn comes after its tenant was opened through `openKept`, so the tenant is always kept by then.
   const runnerFor = (url: string, client: Client, index: number): Runner => {
-    const tenant = tenants.get(url);
-    if (tenant?.runner) return tenant.runner;
-    const runner = createRunner({
+    const tenant = tenants.get(url) ?? { client };
+    tenant.runner ??= createRunner({
       client,
       settings: config,
       migrations: config.migrations,
       owner: `fleet-${isolate}-${index}`,
     });
-    if (tenant) tenant.runner = runner;
-    return runner;
+    return tenant.runner;
   };
   /** When this isolate last gave each tenant a turn (ties between tenants whose rows show no progress yet). */
   const served = new Map<string, number>();
