@@ -141,7 +141,7 @@ describe("Cloudflare Workers: a cron that advances a fleet of libSQL databases",
       .split("\n")
       .find((l) => l.includes("trickle: fleet cron"));
     expect(firstLine).toMatch(/\b2 not-reached\b/);
-    expect(invocations).toBeGreaterThanOrEqual(4);
+    expect(invocations).toBeGreaterThanOrEqual(2); // the first left two tenants for the next one
     expect(Math.max(...advancedBy.map((n) => n ?? Number.POSITIVE_INFINITY))).toBeLessThanOrEqual(4);
 
     // Every tenant equals the one-shot statement on its own data, and its count is exact.

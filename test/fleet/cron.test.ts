@@ -139,8 +139,9 @@ describe("a fleet's cron invocation", () => {
         concurrency: 4,
         owner: "cron-test",
       });
-      // The hanging host costs at most a quarter of the budget, then the tenants share what is left.
-      expect(performance.now() - began).toBeLessThan(budgetMs + 2000);
+      // The hanging host costs at most a quarter of the budget, then the tenants share what is left: the
+      // invocation ends near its budget (a hang guard with room for a busy machine, not a speed requirement).
+      expect(performance.now() - began).toBeLessThan(budgetMs * 3);
       const byDatabase = new Map(result.tenants.map((t) => [t.database, t]));
       expect(byDatabase.get(`${refused}/`)?.outcome).toBe("unreachable");
       expect(byDatabase.get(`${hanging}/`)).toMatchObject({ outcome: "unreachable" });
