@@ -101,7 +101,7 @@ describe("npm run bench:fleet (tiny end-to-end run)", () => {
       [
         "bench/fleet.ts",
         ...["--tenants", "6", "--concurrency", "1,2", "--distinct", "3", "--transmissions", "60"],
-        ...["--observations", "300", "--writers", "2", "--ingest-rate", "200", "--baseline-ms", "200"],
+        ...["--observations", "300", "--writers", "2", "--ingest-rate", "50", "--baseline-ms", "200"],
         ...["--cooldown-ms", "100", "--cache-dir", join(dir, "cache"), "--json", json, "--chart", chart],
       ],
       // A guard against a hang, not a speed requirement: on a loaded machine the tiny run may take minutes.
