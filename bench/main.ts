@@ -16,7 +16,7 @@ import { DEFAULT_TUNING } from "../src/engine/tuning.ts";
 import { type ChartPhase, renderChart } from "./chart.ts";
 import { type Dataset, ensureDataset } from "./dataset.ts";
 import { loadavgNow, type MachineInfo, machineInfo } from "./machine.ts";
-import { REPO } from "./procs.ts";
+import { buildService, REPO } from "./procs.ts";
 import { type PhaseName, type PhaseProgress, type PhaseRecord, runPhase, SCENARIOS } from "./scenarios.ts";
 import {
   decileStepMs,
@@ -68,6 +68,21 @@ const USAGE = `usage: npm run bench -- [options]
   --trickle-env NAME=VALUE  a TRICKLE_* setting for trickle's service, to measure other tuning
                             (repeatable; the goals are judged on the defaults, so the report says so)
 `;
+
+/** One round of trickle: the figures the goals judge. */
+export interface TrickleRound {
+  readonly vsOneShot: number;
+  readonly writerP99Ms: number;
+  readonly writerMaxMs: number;
+  readonly writerErrors: number;
+  readonly stepP99Ms: number;
+  readonly stepMaxMs: number;
+  readonly healthzP99Ms: number;
+  readonly rssMb: number | null;
+  /** Shares of the ETA samples from 10 % on (null without samples). */
+  readonly etaPointWithin25: number | null;
+  readonly etaBandContains: number | null;
+}
 
 export interface BenchOptions {
   readonly scale: "seed" | "medium" | "large" | "custom";
@@ -193,6 +208,8 @@ export interface BenchReport {
     readonly totalsMs: Readonly<Record<string, readonly number[]>>;
     /** trickle's total over the one-shot's in each round (the two ran back to back), in run order. */
     readonly trickleVsOneShotByRound: readonly number[];
+    /** trickle's other judged figures in each round, in run order: the spread behind the median run. */
+    readonly trickleRounds: readonly TrickleRound[];
     readonly rowsTotal: Readonly<Record<string, number>>;
     /** Mean step durations per decile without the per-row scaling (see bench/stats.ts `decileStepMs`). */
     readonly rawDecileStepMs: Readonly<Record<string, { first: number | null; last: number | null }>>;
@@ -303,6 +320,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   );
   const workDir = resolve(options.cacheDir, "run");
   mkdirSync(workDir, { recursive: true });
+  const serviceEntry = buildService();
 
   // Idle first, then the scenarios in rounds (oneShot, fixedBatch, trickle, oneShot, …) so that a noisy
   // minute on a shared machine hits every scenario alike; each scenario is represented by its median run.
@@ -315,6 +333,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const record = await runPhase(name, {
       dataset,
       workDir,
+      serviceEntry,
       ingestRate: options.ingestRate,
       probeIntervalMs: options.probeMs,
       warmupMs: options.warmupMs,
@@ -368,6 +387,22 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
     const one = runs.get("oneShot")?.[i];
     return one ? round(duration(t) / duration(one), 3) : Number.NaN;
   });
+  const trickleRounds = (runs.get("trickle") ?? []).map((t, i): TrickleRound => {
+    const f = summarize(t);
+    const e = etaFigures(t.eta, t.window.end);
+    return {
+      vsOneShot: byRound[i]!,
+      writerP99Ms: f.ingest.p99Ms,
+      writerMaxMs: f.ingest.maxMs,
+      writerErrors: f.ingest.busyErrors + f.ingest.otherErrors,
+      stepP99Ms: f.stepMs.p99,
+      stepMaxMs: f.stepMs.max,
+      healthzP99Ms: f.http.p99Ms,
+      rssMb: f.rssMb,
+      etaPointWithin25: e?.pointWithin25 ?? null,
+      etaBandContains: e?.bandContains ?? null,
+    };
+  });
   const report: BenchReport = {
     dataset: {
       transmissions: dataset.transmissions,
@@ -402,6 +437,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       repeat: options.repeat,
       totalsMs: Object.fromEntries(SCENARIOS.map((n) => [n, totals[n] ?? []])),
       trickleVsOneShotByRound: byRound,
+      trickleRounds,
       rowsTotal: Object.fromEntries(SCENARIOS.map((n) => [n, records.get(n)!.rowsTotal])),
       rawDecileStepMs: Object.fromEntries(
         SCENARIOS.map((n) => {
@@ -478,6 +514,10 @@ export function printReport(report: BenchReport, options: BenchOptions): string 
     const sorted = [...byRound].sort((a, b) => a - b);
     lines.push(
       `trickle / oneShot per round: ${byRound.map((r) => fmt(r, 2)).join(", ")} (median ${fmt(sorted[Math.floor((sorted.length - 1) / 2)], 2)}, spread ${fmt(sorted[0], 2)}–${fmt(sorted.at(-1), 2)})`,
+      ...report.config.trickleRounds.map(
+        (r, i) =>
+          `  round ${i + 1}: writer p99 ${fmt(r.writerP99Ms, 1)} / max ${fmt(r.writerMaxMs, 1)} ms, ${r.writerErrors} errors · step p99 ${fmt(r.stepP99Ms, 1)} / max ${fmt(r.stepMaxMs, 1)} ms · healthz p99 ${fmt(r.healthzP99Ms, 1)} ms · RSS ${fmt(r.rssMb, 0)} MB · ETA point ±25 % ${r.etaPointWithin25 === null ? "–" : `${fmt(r.etaPointWithin25 * 100, 0)} %`}, band ${r.etaBandContains === null ? "–" : `${fmt(r.etaBandContains * 100, 0)} %`}`,
+      ),
       "",
     );
   }

@@ -1,17 +1,38 @@
 /**
- * Child processes of the benchmark: the service (`tsx src/node.ts`), and bench children that talk JSON lines
- * over stdout (`{"type": …}`) and take commands as lines on stdin. Plus the things around them: a free port,
+ * Child processes of the benchmark: the service (Node on a build of src/, as `npm start` runs it), and bench
+ * children that talk JSON lines over stdout (`{"type": …}`) and take commands as lines on stdin. Plus the things around them: a free port,
  * the peak RSS of a process tree from /proc, and a clock that all processes share.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { readdirSync, readFileSync } from "node:fs";
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export { freePort } from "../test/fixtures/server-process.ts";
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
-const TSX_CLI = join(REPO, "node_modules", ".bin", "tsx");
+const TSC = join(REPO, "node_modules", "typescript", "bin", "tsc");
+
+/**
+ * Compiles `src/` as `npm run build` compiles it into `dist/` (tsconfig.build.json, no declarations) and returns
+ * the service's entry. The benchmark serves from this build, as `npm start` does, so that the serving process's
+ * memory is the service's own, not TypeScript's loader's. The build goes to a directory of its own under
+ * node_modules/.cache (so that its imports resolve, and a benchmark never races `npm run build` or the package
+ * test), removed when the process exits.
+ */
+export function buildService(): string {
+  const cache = join(REPO, "node_modules", ".cache");
+  mkdirSync(cache, { recursive: true });
+  const outDir = mkdtempSync(join(cache, "trickle-bench-"));
+  process.once("exit", () => rmSync(outDir, { recursive: true, force: true }));
+  const tsc = spawnSync(
+    process.execPath,
+    [TSC, "-p", join(REPO, "tsconfig.build.json"), "--outDir", outDir, "--declaration", "false"],
+    { cwd: REPO, encoding: "utf8" },
+  );
+  if (tsc.status !== 0) throw new Error(`building the service failed:\n${tsc.stdout}${tsc.stderr}`);
+  return join(outDir, "node.js");
+}
 
 /** Wall-clock epoch ms with sub-millisecond resolution; comparable between the benchmark's processes. */
 export function nowMs(): number {
@@ -129,16 +150,16 @@ export class JsonChild {
   }
 }
 
-/** The service as a user starts it: `tsx src/node.ts`, with exactly `env` (plus PATH and HOME). */
+/** The service as `npm start` starts it: Node on its build (`buildService`), with exactly `env` (plus PATH and HOME). */
 export class ServiceProcess {
   readonly child: ChildProcess;
   readonly port: number;
   readonly exited: Promise<number | null>;
   #output = "";
 
-  constructor(port: number, env: Record<string, string>) {
+  constructor(entry: string, port: number, env: Record<string, string>) {
     this.port = port;
-    this.child = spawn(TSX_CLI, [join(REPO, "src", "node.ts")], {
+    this.child = spawn(process.execPath, [entry], {
       cwd: REPO,
       env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "", ...env, PORT: String(port) },
       stdio: ["ignore", "pipe", "pipe"],
@@ -218,8 +239,8 @@ export function processTree(pid: number | undefined): number[] {
 }
 
 /**
- * Peak resident set (VmHWM) in MB of the largest process in `pid`'s tree — the serving Node process; the tsx
- * launcher in front of it is a smaller process of its own. Null when /proc cannot be read.
+ * Peak resident set (VmHWM) in MB of the largest process in `pid`'s tree — the serving Node process (its engine
+ * thread included). Null when /proc cannot be read.
  */
 export function peakRssMb(pid: number | undefined): number | null {
   let best: number | null = null;

@@ -6,7 +6,8 @@
  * - `idle`: the service with no migration, the load, no backfill.
  * - `oneShot` / `fixedBatch`: the service with no migration (it only serves), the backfill in a child process
  *   (bench/backfill-child.ts), as CoreScope's ingestor ran it next to its server.
- * - `trickle`: the service as `npm start` starts it (`tsx src/node.ts`, default configuration; only PORT,
+ * - `trickle`: the service as `npm start` starts it (`node dist/node.js` from the bench's own build of src/,
+ *   default configuration; only PORT,
  *   DATABASE_URL and an ADMIN_TOKEN for reading step durations are set). Its engine starts the backfill on
  *   start-up; the run's window is `started_at` → `ended_at` of its `_async_migrations` row.
  */
@@ -28,6 +29,8 @@ export const NO_MIGRATIONS = "none";
 export interface PhaseOptions {
   readonly dataset: Dataset;
   readonly workDir: string;
+  /** The service's compiled entry (procs.ts `buildService`). */
+  readonly serviceEntry: string;
   readonly ingestRate: number;
   readonly probeIntervalMs: number;
   /** Load before the backfill starts, and after it ends (shown on the chart). */
@@ -155,6 +158,7 @@ interface MigrationDetail {
     readonly etaSeconds: number | null;
     readonly etaLowSeconds: number | null;
     readonly etaHighSeconds: number | null;
+    readonly phase: string | null;
     readonly steps: number | string;
     readonly errorMessage: string | null;
   };
@@ -210,6 +214,7 @@ class ControlPoller {
           etaSeconds: m.etaSeconds,
           lowSeconds: m.etaLowSeconds,
           highSeconds: m.etaHighSeconds,
+          phase: m.phase,
         });
       }
       for (const s of body.recentSteps) {
@@ -271,7 +276,7 @@ export async function runPhase(name: PhaseName, options: PhaseOptions): Promise<
       report({ stage: "load" });
       await sleep(options.warmupMs);
       for (let attempt = 1; ; attempt++) {
-        service = new ServiceProcess(port, env);
+        service = new ServiceProcess(options.serviceEntry, port, env);
         // Polled from the start: the engine's first steps run while HTTP is still coming up.
         poller = new ControlPoller(service, token, true);
         poller.start();
@@ -326,7 +331,7 @@ export async function runPhase(name: PhaseName, options: PhaseOptions): Promise<
       }
     } else {
       // The service first: with no migration it only serves; then the load against both.
-      service = new ServiceProcess(port, env);
+      service = new ServiceProcess(options.serviceEntry, port, env);
       await service.waitReady();
       poller = new ControlPoller(service, token, false);
       poller.start();

@@ -144,6 +144,8 @@ export interface EtaSample {
   readonly lowSeconds: number | null;
   /** null: the band's slow end is unbounded. */
   readonly highSeconds: number | null;
+  /** The run's read-only walk at that moment ("counting", "verifying"); null during the data walk. */
+  readonly phase?: string | null;
 }
 
 export const ETA_CHECKPOINTS = [0.1, 0.25, 0.5, 0.75] as const;

@@ -72,7 +72,25 @@ const Report = z.object({
     })
     .nullable(),
   notes: z.array(z.string()),
-  config: z.object({ idle: Scenario.omit({ totalMs: true, steps: true }).passthrough() }),
+  config: z.object({
+    idle: Scenario.omit({ totalMs: true, steps: true }).passthrough(),
+    trickleRounds: z
+      .array(
+        z.strictObject({
+          vsOneShot: number.positive(),
+          writerP99Ms: number,
+          writerMaxMs: number,
+          writerErrors: z.number().int(),
+          stepP99Ms: number.positive(),
+          stepMaxMs: number.positive(),
+          healthzP99Ms: number.positive(),
+          rssMb: number.positive().nullable(),
+          etaPointWithin25: number.nullable(),
+          etaBandContains: number.nullable(),
+        }),
+      )
+      .length(1),
+  }),
 });
 
 describe("npm run bench (tiny end-to-end run)", () => {
@@ -106,6 +124,14 @@ describe("npm run bench (tiny end-to-end run)", () => {
     expect(report.config.idle.ingest.count).toBeGreaterThan(0);
     expect(report.idle.httpP99Ms).toBeGreaterThan(0);
     expect(report.ratios.trickleTotalVsOneShot).toBeCloseTo(trickle.totalMs / oneShot.totalMs, 2);
+    // One round: its figures are the reported run's.
+    const [only] = report.config.trickleRounds;
+    expect(only).toMatchObject({
+      vsOneShot: report.ratios.trickleTotalVsOneShot,
+      writerP99Ms: trickle.ingest.p99Ms,
+      stepMaxMs: trickle.stepMs.max,
+      rssMb: trickle.rssMb,
+    });
     // Every backfill did its job (the harness reports leftovers as notes).
     expect(report.notes.filter((n) => n.includes("still need the backfill"))).toEqual([]);
 

@@ -14,7 +14,7 @@ import type { Settings } from "../settings.ts";
 import { type DryRunOptions, type DryRunReport, MigrationControls } from "./controls.ts";
 import { classifyError } from "./errors.ts";
 import { WebhookNotifier } from "./hooks.ts";
-import { Runner, type SliceResult } from "./runner.ts";
+import { moved, Runner, type SliceResult } from "./runner.ts";
 import { Scheduler } from "./scheduler.ts";
 
 /** The settings the engine reads. */
@@ -155,7 +155,7 @@ export function createEngine(options: EngineOptions): Engine {
     // Every slice goes through the scheduler (timer ticks, HTTP ticks, wake-ups): one that moved publishes.
     runSlice: async (budgetMs, signal) => {
       const result = await runner.runSlice(budgetMs, signal);
-      if (result.steps > 0) void publisher?.refresh();
+      if (moved(result)) void publisher?.refresh();
       return result;
     },
     sliceBudgetMs: settings.tuning.sliceBudgetMs,

@@ -46,6 +46,32 @@ export interface Batch<T> {
   decode(results: readonly ResultSet[]): T;
 }
 
+/** One piece of a walk as `readScanPiece` counted it (the columns `scanRecord` records). */
+export interface ScanFigures {
+  readonly keys: bigint;
+  readonly last: bigint | null;
+  readonly matches: bigint | null;
+  readonly firstMatch: bigint | null;
+  readonly lastMatch: bigint | null;
+  readonly bad: string | null;
+}
+
+/** A piece counted beforehand, as the one-row SELECT `scanRecord` records: its figures, bound. */
+function countedPiece(f: ScanFigures): { piece: string; args: Record<string, InValue> } {
+  return {
+    piece: `SELECT :trickle_keys AS keys, :trickle_last AS last, :trickle_matches AS matches,
+              :trickle_first_match AS first_match, :trickle_last_match AS last_match, :trickle_bad AS bad`,
+    args: {
+      ":trickle_keys": f.keys,
+      ":trickle_last": f.last,
+      ":trickle_matches": f.matches,
+      ":trickle_first_match": f.firstMatch,
+      ":trickle_last_match": f.lastMatch,
+      ":trickle_bad": f.bad,
+    },
+  };
+}
+
 /** Where one step starts: after the cursor, or (first step of a pass) at the run's lower bound inclusive. */
 export interface StepStart {
   readonly cursor: bigint | null;
@@ -92,11 +118,56 @@ export class MigrationPlan {
    * after `row.scanCursor` (or from the walk's start) up to `row.scanEnd` are counted — candidates while
    * counting, rows still needing work (not quarantined) while verifying — and the walk's cursor and count move
    * in the same transaction (`scanRecord`), so a piece is counted exactly once whatever crashes or takeovers
-   * happen around it. Every key in the piece must be an integer (invariant 11): if one is not, nothing moves and
-   * the piece decodes as `bad-key`. While counting, the first and last candidate keys widen the data walk's range.
-   * The data table is only read.
+   * happen around it. With `counted` (the piece read just before by `readScanPiece`, on a local file) the batch
+   * records those figures instead: still exactly once, because the fence lets only the lease holder that read them
+   * move the cursor from where the read began. Every key in the piece must be an integer (invariant 11): if one is
+   * not, nothing moves and the piece decodes as `bad-key`. While counting, the first and last candidate keys widen
+   * the data walk's range. The data table is only read.
    */
-  scanBatch(lease: Lease, phase: ScanPhase, row: MigrationRow, size: number): Batch<ScanRecord> {
+  scanBatch(
+    lease: Lease,
+    phase: ScanPhase,
+    row: MigrationRow,
+    size: number,
+    counted?: ScanFigures,
+  ): Batch<ScanRecord> {
+    const { piece, args } = counted ? countedPiece(counted) : this.#scanPiece(phase, row);
+    const name = this.migration.name;
+    return {
+      statements: [fence(lease), scanRecord(lease, phase, { piece, end: row.scanEnd, size }, args)],
+      decode: (results) => readScanRecord(results[1], name),
+    };
+  }
+
+  /**
+   * Counts one piece of a walk with a read of its own, for `scanBatch` to record: on a local file the walk reads
+   * first, so the write lock covers the record alone, as a step reads its range end first.
+   */
+  async readScanPiece(q: Queryable, phase: ScanPhase, row: MigrationRow, size: number): Promise<ScanFigures> {
+    const { piece, args } = this.#scanPiece(phase, row);
+    const result = await q.execute({
+      sql: `SELECT CAST(keys AS TEXT) AS keys, CAST(last AS TEXT) AS last, CAST(matches AS TEXT) AS matches,
+              CAST(first_match AS TEXT) AS first_match, CAST(last_match AS TEXT) AS last_match, bad FROM (${piece})`,
+      args: {
+        ...args,
+        ":trickle_hi": row.scanEnd,
+        ":trickle_piece": BigInt(size),
+        ":trickle_name": this.migration.name,
+      },
+    });
+    const r = result.rows[0];
+    return {
+      keys: toBigIntOrNull(r?.keys) ?? 0n,
+      last: toBigIntOrNull(r?.last),
+      matches: toBigIntOrNull(r?.matches),
+      firstMatch: toBigIntOrNull(r?.first_match),
+      lastMatch: toBigIntOrNull(r?.last_match),
+      bad: r?.bad === null || r?.bad === undefined ? null : String(r.bad),
+    };
+  }
+
+  /** The SELECT that counts one piece of a walk (see `scanRecord` for its columns). */
+  #scanPiece(phase: ScanPhase, row: MigrationRow): { piece: string; args: Record<string, InValue> } {
     const k = this.#key;
     const args: Record<string, InValue> = {};
     let lower = "1";
@@ -116,11 +187,7 @@ export class MigrationPlan {
         MIN(CASE WHEN typeof(k) <> 'integer' THEN typeof(k) || ' ' || quote(k) END) AS bad
       FROM (SELECT ${k} AS k, CASE WHEN (${condition}) THEN 1 ELSE 0 END AS c FROM ${this.#table}
             WHERE ${lower} AND ${k} <= :trickle_hi ORDER BY ${k} LIMIT :trickle_piece)`;
-    const name = this.migration.name;
-    return {
-      statements: [fence(lease), scanRecord(lease, phase, { piece, end: row.scanEnd, size }, args)],
-      decode: (results) => readScanRecord(results[1], name),
-    };
+    return { piece, args };
   }
 
   /** The message for a key value that is not an integer (invariant 11). */

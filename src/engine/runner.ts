@@ -41,7 +41,7 @@ import { DeferredCheckpoints } from "./wal-checkpoint.ts";
 import { Yielder, type YieldPolicyName } from "./yield.ts";
 
 export type { MigrationOutcome, RunnerMigrationState, RunnerThrottleState } from "./run/context.ts";
-export type { SliceResult } from "./run/slice.ts";
+export { moved, type SliceResult } from "./run/slice.ts";
 
 export interface RunnerOptions {
   readonly client: Client;

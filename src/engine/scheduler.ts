@@ -13,7 +13,7 @@
  * signal (the runner finishes its in-flight step and releases its leases) and resolves once it has returned.
  * Portable: only `setTimeout`/`clearTimeout` and `AbortController`.
  */
-import type { SliceResult } from "./runner.ts";
+import { moved, type SliceResult } from "./runner.ts";
 
 export interface SchedulerOptions {
   /** Runs one slice; `Runner.runSlice` in practice. */
@@ -120,7 +120,7 @@ export class Scheduler {
       const result = await this.runOnce();
       this.#options.onSlice?.(result);
       // No progress although work remains (another runner holds the lease, a back-off): do not spin.
-      if (result.moreWork && result.steps > 0) {
+      if (result.moreWork && moved(result)) {
         const interval = this.#options.sliceIntervalMs ?? 0;
         delay = Math.max(this.#options.yieldMs, interval - (Date.now() - began));
       }

@@ -57,6 +57,8 @@ export interface TenantTurn {
   readonly outcome: TurnOutcome;
   readonly steps: number;
   readonly rows: bigint;
+  /** Pieces of counting or verification its slice ran. */
+  readonly pieces: number;
   /** Why it is unreachable, failed, retrying or waiting; null otherwise. */
   readonly detail: string | null;
 }
@@ -66,6 +68,7 @@ export interface FleetInvocationResult {
   readonly tenants: readonly TenantTurn[];
   readonly steps: number;
   readonly rows: bigint;
+  readonly pieces: number;
   /** Whether any tenant still has work (or could not be looked at). */
   readonly moreWork: boolean;
   readonly elapsedMs: number;
@@ -160,6 +163,7 @@ export async function runFleetInvocation(options: FleetInvocationOptions): Promi
       tenants,
       steps: tenants.reduce((sum, t) => sum + t.steps, 0),
       rows: tenants.reduce((sum, t) => sum + t.rows, 0n),
+      pieces: tenants.reduce((sum, t) => sum + t.pieces, 0),
       moreWork: tenants.some((t) => t.outcome !== "done" && t.outcome !== "failed"),
       elapsedMs: now() - began,
     };
@@ -231,7 +235,12 @@ async function runTurn(tenant: Look, budgetMs: number, options: FleetInvocationO
       });
     const slice = await runner.runSlice(budgetMs, options.signal);
     const reason = runner.state().find((s) => s.reason)?.reason ?? null;
-    return { ...turn(tenant.database, outcomeOf(slice), reason), steps: slice.steps, rows: slice.rows };
+    return {
+      ...turn(tenant.database, outcomeOf(slice), reason),
+      steps: slice.steps,
+      rows: slice.rows,
+      pieces: slice.pieces,
+    };
   } catch (error) {
     const classified = classifyError(error);
     return turn(tenant.database, classified.kind === "transient" ? "retrying" : "failed", classified.message);
@@ -249,7 +258,7 @@ function outcomeOf(slice: SliceResult): TurnOutcome {
 }
 
 function turn(database: string, outcome: TurnOutcome, detail: string | null): TenantTurn {
-  return { database, outcome, steps: 0, rows: 0n, detail };
+  return { database, outcome, steps: 0, rows: 0n, pieces: 0, detail };
 }
 
 function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {

@@ -11,6 +11,7 @@
 import type { Client } from "@libsql/client";
 import { createRunner, type EngineSettings } from "../engine/engine.ts";
 import { classifyError } from "../engine/errors.ts";
+import { moved } from "../engine/runner.ts";
 import { StateStore } from "../engine/state-store.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
 
@@ -244,7 +245,7 @@ async function runTenant(index: number, options: FleetRunOptions): Promise<Tenan
           ...(options.budgetMs !== undefined ? { budgetMs: options.budgetMs } : {}),
           signal: tenantAbort.signal,
           onSlice: (slice) => {
-            idle = slice.steps === 0 && slice.outcomes.some((o) => o.outcome === "retrying") ? idle + 1 : 0;
+            idle = !moved(slice) && slice.outcomes.some((o) => o.outcome === "retrying") ? idle + 1 : 0;
             if (idle >= MAX_IDLE_SLICES) tenantAbort.abort();
           },
         });

@@ -69,7 +69,10 @@ export interface MigrationInfo {
   /** Verification pass of the current run (0 before the run starts). */
   readonly pass: number;
   readonly steps: JsonInteger;
-  /** ETA band (p10–p90) from the spread of recent effective rates; null when not enough is known yet. */
+  /**
+   * ETA band (p10–p90) from the spread of recent effective rates, at least the point ETA's ±25 % (rate.ts); null
+   * when not enough is known yet.
+   */
   readonly etaLowSeconds: number | null;
   /** Null also when the slow end is unbounded. */
   readonly etaHighSeconds: number | null;

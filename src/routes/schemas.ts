@@ -59,11 +59,13 @@ export const MigrationInfoSchema = z.object({
   etaLowSeconds: z
     .number()
     .nullable()
-    .describe("Fast end of the ETA band (p10 of the ETA, from the spread of recent effective rates)."),
+    .describe(
+      "Fast end of the ETA band: p10 of the ETA from the spread of recent effective rates, at most etaSeconds / 1.25.",
+    ),
   etaHighSeconds: z
     .number()
     .nullable()
-    .describe("Slow end of the ETA band (p90); null when unknown or unbounded."),
+    .describe("Slow end of the ETA band (p90, at least etaSeconds / 0.75); null when unknown or unbounded."),
   stuck: z
     .boolean()
     .describe("Running, not throttled, and the cursor has not moved for TRICKLE_STUCK_AFTER_MS."),
@@ -467,6 +469,10 @@ export const TickResponseSchema = z.object({
     ),
   steps: z.number().int(),
   rows: JsonIntegerSchema,
+  pieces: z
+    .number()
+    .int()
+    .describe("Pieces of the read-only walks (counting, verification) run: progress, though no row changed."),
   outcomes: z.array(z.object({ name: z.string(), outcome: z.string() })),
   moreWork: z.boolean(),
   durationMs: z.number(),

@@ -41,6 +41,7 @@ export function tickRoutes(deps: AppDeps): Hono {
         budgetMs,
         steps: result.steps,
         rows: jsonInteger(result.rows),
+        pieces: result.pieces,
         outcomes: result.outcomes.map((o) => ({ name: o.name, outcome: o.outcome })),
         moreWork: result.moreWork,
         durationMs: Math.round(clock() - began),

@@ -506,7 +506,7 @@ const SCRIPT = String.raw`
     // The busy rate (rows per second spent inside steps) is for tuning; keep it out of the way.
     card.fields.rate.value.title = busy !== null && busy > 0 ? intFormat.format(busy) + " rows/s while stepping" : "";
     setField(card, "eta", running ? formatEta(item) : "—", running);
-    card.fields.eta.value.title = running && item.etaLowSeconds != null ? "Most likely " + formatDuration(item.etaSeconds) + "; the range is p10\u2013p90 of recent rates" : "";
+    card.fields.eta.value.title = running && item.etaLowSeconds != null ? "Most likely " + formatDuration(item.etaSeconds) + "; the range is p10\u2013p90 of recent rates, at least the \u00b125\u00a0% the estimate is held to" : "";
     var quarantined = toNumber(item.quarantined);
     setField(card, "quarantined", formatCount(item.quarantined) + " rows", quarantined !== null && quarantined > 0);
     var residual = toNumber(item.residual);

@@ -121,6 +121,7 @@ function asSlice(result: FleetInvocationResult): SliceResult {
   return {
     steps: result.steps,
     rows: result.rows,
+    pieces: result.pieces,
     outcomes: result.tenants.map((t) => ({ name: t.database, outcome: TICK_OUTCOMES[t.outcome] })),
     moreWork: result.moreWork,
   };

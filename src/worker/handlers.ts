@@ -32,7 +32,7 @@ import type { Client } from "@libsql/client";
 import type { ExecutionContext, Hono } from "hono";
 import { createApp } from "../app.ts";
 import { type Env, inlineMigrations, loadConfig, type ServiceConfig } from "../config.ts";
-import type { SliceResult } from "../engine/runner.ts";
+import { moved, type SliceResult } from "../engine/runner.ts";
 import type { MigrationDefinition } from "../migrations/define.ts";
 import { BUILTIN_MIGRATIONS } from "../migrations/registry.ts";
 import { appConfig } from "../routes/deps.ts";
@@ -181,7 +181,7 @@ async function runSliceAndPublish(service: Service, budgetMs?: number): Promise<
 
 /** A one-line summary per cron invocation that did something (never per step). */
 function logSlice(controller: WorkerScheduledController, result: SliceResult): void {
-  if (result.steps > 0 || result.outcomes.some((o) => o.outcome === "failed")) {
+  if (moved(result) || result.outcomes.some((o) => o.outcome === "failed")) {
     const outcomes = result.outcomes.map((o) => `${o.name}=${o.outcome}`).join(" ");
     console.log(`trickle: cron ${controller.cron}: ${result.steps} steps, ${result.rows} rows; ${outcomes}`);
   }

@@ -102,7 +102,11 @@ describe("bounded statements (invariant 10)", () => {
       tuning,
       clock,
     });
-    await first.runSlice(12);
+    const counted = await first.runSlice(12);
+    // A slice that only counted moved the run on: its pieces say so, so nobody waits an idle tick after it.
+    expect(counted.steps).toBe(0);
+    expect(counted.pieces).toBeGreaterThan(0);
+    expect(counted.moreWork).toBe(true);
     const mid = await rawStateRow(client, "count_v1");
     expect(mid?.phase).toBe("counting");
     expect(BigInt(mid?.scan_cursor ?? "0")).toBeGreaterThan(0n);

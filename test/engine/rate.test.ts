@@ -85,11 +85,18 @@ describe("the verification walk in the ETA", () => {
     const plain = computeProgress(input({}), START_MS + 10_000);
     const p = computeProgress(input({ ...walk, phase: null }), START_MS + 10_000);
     expect(p.etaSeconds).toBeCloseTo(90 + 6, 9);
-    const window: Array<[number, number]> = [0, 2_500, 5_000, 7_500].map((t, i) => [START_MS + t, i * 25]);
+    // Uneven slices (4, 20, 4 and 12 rows/s), so that the band is the rates' p10–p90, wider than the point's ±25 %.
+    const window: Array<[number, number]> = [
+      [START_MS, 0],
+      [START_MS + 2_500, 10],
+      [START_MS + 5_000, 60],
+      [START_MS + 7_500, 70],
+    ];
     const banded = { ...walk, phase: null, rateWindow: window, rowsProcessed: 100n };
     const withBand = computeProgress(input(banded), START_MS + 10_000);
     const without = computeProgress(input({ rateWindow: window }), START_MS + 10_000);
-    expect(without.etaLowSeconds).not.toBeNull();
+    expect(without.etaLowSeconds).toBeCloseTo(900 / 20, 9);
+    expect(without.etaHighSeconds).toBeCloseTo(900 / 4, 9);
     expect(withBand.etaLowSeconds).toBeCloseTo(without.etaLowSeconds! + 6, 9);
     expect(withBand.etaHighSeconds).toBeCloseTo(without.etaHighSeconds! + 12, 9);
     expect(withBand.etaLowSeconds!).toBeLessThanOrEqual(withBand.etaSeconds!);

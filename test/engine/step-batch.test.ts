@@ -100,5 +100,19 @@ describe.each([
       if (stepCalls.includes(i)) continue;
       expect(calls[i]!.statements.filter(isWrite).map(sqlOf)).toEqual([]);
     }
+    // The read-only walks (counting, verification) on a local file: each piece is counted by a read just before
+    // its batch, which records the figures; the write lock never covers a read of the user's table.
+    const pieceCalls = calls.filter((c) => c.statements.some((s) => sqlOf(s).includes("scan_cursor = CASE")));
+    // Counting, and verification where the definition has something to verify (the counter's verify is "0").
+    const verifies = (migration.verify ?? migration.filter ?? "0").trim() !== "0";
+    expect(pieceCalls.length).toBeGreaterThanOrEqual(verifies ? 2 : 1);
+    for (const call of pieceCalls) {
+      expect(call.method).toBe("batch");
+      const sql = call.statements.map(sqlOf).join("\n");
+      expect(sql).toMatch(/FROM \(SELECT :trickle_keys AS keys/);
+      expect(sql).not.toMatch(new RegExp(`FROM "?${table}"?\\s`));
+    }
+    const pieceReads = calls.filter((c) => /^SELECT CAST\(keys AS TEXT\)/.test(sqlOf(c.statements[0]!)));
+    expect(pieceReads.map((c) => c.method)).toEqual(pieceCalls.map(() => "execute"));
   });
 });

@@ -68,6 +68,22 @@ describe("ETA band", () => {
     expect(p.etaHighSeconds).toBeCloseTo(40, 6); // at the p10 rate, 10/s
   });
 
+  it("is never narrower than the point ETA's ±25 % accuracy, however steady the slices were", () => {
+    // Four intervals at 10 rows/s within 1 % of each other: p10–p90 alone would be 40 ± 0.4 s.
+    const rateWindow: [number, number][] = [
+      [T0, 0],
+      [T0 + 10_000, 100],
+      [T0 + 20_000, 201],
+      [T0 + 30_000, 300],
+      [T0 + 40_000, 400],
+    ];
+    const p = computeProgress(running({ rowsProcessed: 400n, rateWindow }), T0 + 40_000);
+    expect(p.etaSeconds).toBeCloseTo(60, 6); // 600 rows left at 10/s
+    // Within ±25 % of the time left means that time lies between point / 1.25 and point / 0.75.
+    expect(p.etaLowSeconds).toBeCloseTo(48, 6);
+    expect(p.etaHighSeconds).toBeCloseTo(80, 6);
+  });
+
   it("counts the gaps: an interval without progress (a hold) leaves the slow end unbounded", () => {
     const rateWindow: [number, number][] = [
       [T0, 0],
@@ -82,15 +98,21 @@ describe("ETA band", () => {
     expect(p.etaHighSeconds).toBeNull();
   });
 
-  it("has no band before three intervals, and the open interval up to now counts once it is a second long", () => {
+  it("before three intervals has the point's accuracy as its band; the open interval counts once a second long", () => {
+    // 100 rows/10 s, then 200 rows/10 s: p10–p90 would be 10–20 rows/s.
     const twoIntervals: [number, number][] = [
       [T0, 0],
       [T0 + 10_000, 100],
       [T0 + 20_000, 300],
     ];
-    expect(computeProgress(running({ rateWindow: twoIntervals }), T0 + 20_500).etaLowSeconds).toBeNull();
+    const early = computeProgress(running({ rateWindow: twoIntervals, rowsProcessed: 300n }), T0 + 20_500);
+    expect(early.etaSeconds).toBeCloseTo(700 / (300 / 20.5), 6);
+    expect(early.etaLowSeconds).toBeCloseTo(early.etaSeconds! / 1.25, 6);
+    expect(early.etaHighSeconds).toBeCloseTo(early.etaSeconds! / 0.75, 6);
+    // A third interval (the open one, 100 rows in 10 s): the rates' band, 600 rows at 20/s to 600 at 10/s.
     const withOpen = computeProgress(running({ rateWindow: twoIntervals, rowsProcessed: 400n }), T0 + 30_000);
-    expect(withOpen.etaLowSeconds).not.toBeNull();
+    expect(withOpen.etaLowSeconds).toBeCloseTo(30, 6);
+    expect(withOpen.etaHighSeconds).toBeCloseTo(60, 6);
   });
 
   it("leaves out the time before the first row was covered (counting): it does not recur", () => {
@@ -105,8 +127,10 @@ describe("ETA band", () => {
     const p = computeProgress(running({ rowsProcessed: 300n, rateWindow }), T0 + 50_000);
     expect(p.rate).toBeCloseTo(6, 9); // rows over the time since the start, as CoreScope reads `rate`
     expect(p.etaSeconds).toBeCloseTo(70, 6); // 700 rows at 10/s, not 700 at 6/s (117 s)
-    expect(p.etaLowSeconds).toBeCloseTo(70, 6);
-    expect(p.etaHighSeconds).toBeCloseTo(70, 6); // the counting interval is not a slow sample
+    // The counting interval is not a slow sample: the rates are all 10/s, so the band is the point's own
+    // accuracy, 70 s / 1.25 to 70 s / 0.75 (with the counting interval in it, the slow end would be unbounded).
+    expect(p.etaLowSeconds).toBeCloseTo(56, 6);
+    expect(p.etaHighSeconds).toBeCloseTo(70 / 0.75, 6);
     // A window that still only counts: the rate since the start, no band.
     const counting = computeProgress(
       running({ rowsProcessed: 0n, rateWindow: rateWindow.slice(0, 2) }),

@@ -172,7 +172,7 @@ describe("a fleet's cron invocation", () => {
       closeClients: false,
     });
     expect(result.tenants).toEqual([
-      { database: urls[0], outcome: "done", steps: 0, rows: 0n, detail: null },
+      { database: urls[0], outcome: "done", steps: 0, rows: 0n, pieces: 0, detail: null },
     ]);
     expect(result.moreWork).toBe(false);
     const reads = recorded.calls.map((c) => `${c.method} ${c.statements.map(sqlOf).join("; ")}`);
@@ -190,7 +190,7 @@ describe("a fleet's cron invocation", () => {
     const again = recordingClient(clients[0]!);
     const failed = await runFleetInvocation({ ...base, open: async () => again.client, closeClients: false });
     expect(failed.tenants).toEqual([
-      { database: urls[0], outcome: "failed", steps: 0, rows: 0n, detail: `${TX}: boom` },
+      { database: urls[0], outcome: "failed", steps: 0, rows: 0n, pieces: 0, detail: `${TX}: boom` },
     ]);
     expect(failed.moreWork).toBe(false);
     expect(again.calls.length).toBeLessThanOrEqual(2);

@@ -3,15 +3,16 @@
  * interval when there is none, HTTP ticks join the slice in flight, and stop() waits for the slice to end.
  */
 import { afterEach, describe, expect, it } from "vitest";
-import { Runner, type SliceResult } from "../../src/engine/runner.ts";
+import { moved, Runner, type SliceResult } from "../../src/engine/runner.ts";
 import { Scheduler, SchedulerStoppedError } from "../../src/engine/scheduler.ts";
 import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
 import { createCoreScopeSchema, insertCoreScopeRows, type TempDb, tempDb } from "../helpers/db.ts";
 import { legacyTransmissions } from "../helpers/engine.ts";
 
-const result = (moreWork: boolean, steps = 1): SliceResult => ({
+const result = (moreWork: boolean, steps = 1, pieces = 0): SliceResult => ({
   steps,
   rows: BigInt(steps),
+  pieces,
   outcomes: [],
   moreWork,
 });
@@ -99,6 +100,29 @@ describe("Scheduler", () => {
     scheduler.start();
     await sleep(50);
     expect(calls).toBe(1);
+  });
+
+  it("ticks again at once after a slice that only counted or verified: walk pieces are progress", async () => {
+    let calls = 0;
+    let markSecond!: () => void;
+    const second = new Promise<void>((r) => {
+      markSecond = r;
+    });
+    scheduler = new Scheduler({
+      sliceBudgetMs: 100,
+      tickMs: 60_000, // were a walk-only slice taken for no progress, the next would come after a minute
+      yieldMs: 0,
+      runSlice: async () => {
+        calls++;
+        if (calls === 2) markSecond();
+        return result(calls < 2, 0, 5); // no step, five pieces of a verification walk
+      },
+    });
+    scheduler.start();
+    await second;
+    expect(calls).toBe(2);
+    expect(moved(result(true, 0, 5))).toBe(true);
+    expect(moved(result(true, 0, 0))).toBe(false);
   });
 
   it("wake() runs the next tick now instead of after the idle interval", async () => {

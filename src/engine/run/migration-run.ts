@@ -26,6 +26,8 @@ export interface MigrationSliceResult {
   readonly outcome: MigrationOutcome;
   readonly steps: number;
   readonly rows: bigint;
+  /** Pieces of the read-only walks (counting, verification): progress too, though no row changed. */
+  readonly pieces: number;
 }
 
 /** The share of the slice one migration may use. */
@@ -42,6 +44,7 @@ export interface Share {
 interface Work {
   steps: number;
   rows: bigint;
+  pieces: number;
   unrecordedBusyMs: number;
   /** Rows processed plus quarantined, as last seen (for the ETA window); null before the run starts. */
   covered: bigint | null;
@@ -61,7 +64,7 @@ export async function runMigration(
 ): Promise<MigrationSliceResult> {
   const m = plan.migration;
   // A throttle decision (this runner's or another's) holds it back: skip it without taking the lease.
-  if (heldBack(ctx, row)) return { outcome: "throttled", steps: 0, rows: 0n };
+  if (heldBack(ctx, row)) return { outcome: "throttled", steps: 0, rows: 0n, pieces: 0 };
   let acquired: Awaited<ReturnType<StateStore["acquireLease"]>>;
   try {
     if (row.status === "pending") {
@@ -69,12 +72,12 @@ export async function runMigration(
       const blocked = unmetDependencies(plan, share.slice);
       if (blocked && row.reason === blocked) {
         ctx.states.set(m.name, { reason: blocked });
-        return { outcome: "blocked", steps: 0, rows: 0n };
+        return { outcome: "blocked", steps: 0, rows: 0n, pieces: 0 };
       }
       const missing = blocked ? undefined : await missingTables(ctx, plan);
       if (missing && row.reason === missing) {
         ctx.states.set(m.name, { reason: missing });
-        return { outcome: "waiting", steps: 0, rows: 0n };
+        return { outcome: "waiting", steps: 0, rows: 0n, pieces: 0 };
       }
     }
     acquired = await ctx.store.acquireLease(m.name, ctx.owner, ctx.tuning.leaseTtlMs);
@@ -87,11 +90,11 @@ export async function runMigration(
     const busy = ctx.throttle.busyDecision(m.name);
     if (busy) {
       holdInProcess(ctx, m.name, busy);
-      return { outcome: "throttled", steps: 0, rows: 0n };
+      return { outcome: "throttled", steps: 0, rows: 0n, pieces: 0 };
     }
-    return { outcome: "retrying", steps: 0, rows: 0n };
+    return { outcome: "retrying", steps: 0, rows: 0n, pieces: 0 };
   }
-  if (!acquired) return { outcome: "leased-elsewhere", steps: 0, rows: 0n };
+  if (!acquired) return { outcome: "leased-elsewhere", steps: 0, rows: 0n, pieces: 0 };
   const { lease } = acquired;
   const tuning = tuningFor(ctx, plan, acquired.row);
   // A live sliceBudgetMs override can only shorten this slice: the caller's budget is a hard limit.
@@ -103,6 +106,7 @@ export async function runMigration(
   const work: Work = {
     steps: 0,
     rows: 0n,
+    pieces: 0,
     unrecordedBusyMs: 0,
     covered: acquired.row.pass > 0 ? acquired.row.rowsProcessed + acquired.row.quarantined : null,
     window: undefined,
@@ -119,7 +123,7 @@ export async function runMigration(
       ...ratePoint(ctx, acquired.row, work),
     });
   }
-  return { outcome, steps: work.steps, rows: work.rows };
+  return { outcome, steps: work.steps, rows: work.rows, pieces: work.pieces };
 }
 
 /** The run of one migration under one lease, within one share of a slice. */
@@ -276,7 +280,6 @@ class MigrationRun {
   /** One piece of a read-only walk (./walk.ts). */
   async #walk(phase: "counting" | "verifying"): Promise<MigrationOutcome | undefined> {
     const ctx = this.#ctx;
-    const began = ctx.clock.now();
     const walked = await walkPiece(
       ctx,
       this.#plan,
@@ -287,11 +290,14 @@ class MigrationRun {
       this.#share.deadline,
     );
     if (typeof walked === "string") return walked;
-    this.#row = walked;
+    const { row, heldMs } = walked;
+    this.#row = row;
+    this.#work.pieces++;
     // Counting ended: this slice's ETA point goes into the window that starts with the data walk.
-    if (phase === "counting" && walked.phase === null) this.#work.window = walked.rateWindow ?? undefined;
-    // A piece holds the write lock like a step does: waiting writers get the same yield after it.
-    await this.#pause(ctx.clock.now() - began);
+    if (phase === "counting" && row.phase === null) this.#work.window = row.rateWindow ?? undefined;
+    // A piece holds the write lock like a step does (for its record alone on a local file): waiting writers get
+    // the yield that suits the time they waited.
+    await this.#pause(heldMs);
     return undefined;
   }
 

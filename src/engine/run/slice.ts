@@ -13,6 +13,8 @@ import { runMigration } from "./migration-run.ts";
 export interface SliceResult {
   readonly steps: number;
   readonly rows: bigint;
+  /** Pieces of the read-only walks (counting, verification) run: progress without changing a row. */
+  readonly pieces: number;
   readonly outcomes: ReadonlyArray<{ readonly name: string; readonly outcome: MigrationOutcome }>;
   /** True while some migration is still runnable (by this runner or another one). */
   readonly moreWork: boolean;
@@ -44,6 +46,7 @@ export async function runSliceOver(
     .sort((a, b) => (a.lastUpdateAt ?? "").localeCompare(b.lastUpdateAt ?? ""))
     .map((row) => row.name);
   let steps = 0;
+  let pieces = 0;
   let processed = 0n;
   let queue = order;
   for (let round = 0; queue.length > 0; round++) {
@@ -65,10 +68,11 @@ export async function runSliceOver(
         slice: state,
       });
       steps += result.steps;
+      pieces += result.pieces;
       processed += result.rows;
       state.outcomes.set(name, result.outcome);
       if (result.outcome === "done" || result.outcome === "failed") state.statuses.set(name, result.outcome);
-      if (result.outcome === "budget" && result.steps > 0) again.push(name);
+      if (result.outcome === "budget" && result.steps + result.pieces > 0) again.push(name);
     }
     queue = ctx.clock.now() < deadline && !signal?.aborted ? again : [];
   }
@@ -76,7 +80,7 @@ export async function runSliceOver(
   const moreWork = outcomes.some(
     (o) => STILL_WORKING.has(o.outcome) || (o.outcome === "blocked" && canProceed(plans, o.name, state)),
   );
-  return { steps, rows: processed, outcomes, moreWork };
+  return { steps, rows: processed, pieces, outcomes, moreWork };
 }
 
 /**
@@ -92,7 +96,15 @@ export function unreadableSlice(
     backoff(ctx, name, ctx.tuningOf(name), error);
     return { name, outcome: "retrying" as const };
   });
-  return { steps: 0, rows: 0n, outcomes, moreWork: true };
+  return { steps: 0, rows: 0n, pieces: 0, outcomes, moreWork: true };
+}
+
+/**
+ * Whether a slice moved some migration on: a step, or a piece of counting or verification. A slice of a long
+ * verification walk has no step, and waiting a whole idle tick after it (as once) added a second to a run.
+ */
+export function moved(result: SliceResult): boolean {
+  return result.steps > 0 || result.pieces > 0;
 }
 
 /**
@@ -101,7 +113,7 @@ export function unreadableSlice(
  * second when only throttled migrations are left (they hold back for seconds or minutes).
  */
 export function pauseAfter(result: SliceResult, idleWaitMs: number): number | undefined {
-  if (result.steps > 0) return undefined;
+  if (moved(result)) return undefined;
   const onlyThrottled = result.outcomes.every(
     (o) => o.outcome === "throttled" || !STILL_WORKING.has(o.outcome),
   );

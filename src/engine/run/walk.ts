@@ -29,9 +29,12 @@ export function walkSizer(t: Tuning): BatchSizer {
 
 /**
  * One piece of a walk: the next keys are counted and the walk's cursor and count move in ONE fenced write batch
- * (`MigrationPlan.scanBatch`), sized like a step, so a piece is counted exactly once. A key that is not an integer stops the run before the data walk
- * changes anything (invariant 11). The piece that completes the count hands over to the data walk. Returns the
- * row as it now stands, or how this slice ends.
+ * (`MigrationPlan.scanBatch`), sized like a step, so a piece is counted exactly once. On a local file the keys are
+ * counted by a read just before the batch, so the write lock covers the record alone (a step reads its range end
+ * first for the same reason); remote databases and D1 count inside the batch, where a separate read would cost a
+ * round trip. A key that is not an integer stops the run before the data walk changes anything (invariant 11).
+ * The piece that completes the count hands over to the data walk. Returns the row as it now stands with the time
+ * the write lock was held, or how this slice ends.
  */
 export async function walkPiece(
   ctx: RunContext,
@@ -41,14 +44,20 @@ export async function walkPiece(
   phase: ScanPhase,
   sizer: BatchSizer,
   deadline: number,
-): Promise<MigrationRow | MigrationOutcome> {
+): Promise<{ row: MigrationRow; heldMs: number } | MigrationOutcome> {
   const name = plan.migration.name;
   const size = sizer.sizeWithin(deadline - ctx.clock.now());
   if (size === 0) return "budget";
-  const batch = plan.scanBatch(lease, phase, row, size);
   const began = ctx.clock.now();
+  const counted =
+    ctx.client.protocol === "file" ? await plan.readScanPiece(ctx.client, phase, row, size) : undefined;
+  const batch = plan.scanBatch(lease, phase, row, size, counted);
+  const locked = ctx.clock.now();
   const results = await ctx.client.batch(batch.statements, "write");
-  sizer.observe(size, ctx.clock.now() - began);
+  const ended = ctx.clock.now();
+  // The piece's whole time sizes the next one (the deadline bounds it); the lock's share sizes the writers' yield.
+  sizer.observe(size, ended - began);
+  const heldMs = ended - locked;
   const piece = batch.decode(results);
   if (piece.kind === "bad-key") return fail(ctx, lease, plan.badKeyMessage(piece.badKey), { row });
   const next: MigrationRow = {
@@ -70,9 +79,9 @@ export async function walkPiece(
       minKey: next.minKey,
       maxKey: next.maxKey,
     });
-    return { ...next, phase: null, rowsTotal: next.scanCount, cursor: null, rateWindow };
+    return { row: { ...next, phase: null, rowsTotal: next.scanCount, cursor: null, rateWindow }, heldMs };
   }
-  return next;
+  return { row: next, heldMs };
 }
 
 /** The data walk covered its range: verification walks it again, read-only, from the start. */
