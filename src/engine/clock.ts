@@ -1,4 +1,7 @@
-/** Time source for the engine. Tests inject a fake one; nothing in the engine reads the wall clock directly. */
+/**
+ * Time source for the engine. Tests inject a fake one; nothing in the engine reads the wall clock directly, except
+ * where it is compared with SQLite's own (run/write-batch.ts).
+ */
 export interface Clock {
   /** Monotonic milliseconds. */
   now(): number;

@@ -18,7 +18,10 @@ export type RunnerEvent =
       readonly rows: bigint;
       readonly cursor: bigint | null;
       readonly rowsProcessed: bigint;
+      /** How long the step held the write lock, ms. */
       readonly durationMs: number;
+      /** How long it waited for the lock first, ms (on a local file; 0 elsewhere, where the two are not told apart). */
+      readonly lockWaitMs: number;
       /** Batch size chosen for the next step. */
       readonly nextBatchSize: number;
     }

@@ -109,7 +109,10 @@ export interface StepRecord {
   readonly batchSize: number;
   readonly rows: JsonInteger;
   readonly rowsProcessed: JsonInteger;
+  /** How long the step held the write lock. */
   readonly durationMs: number;
+  /** How long it waited for the lock before (local files; 0 where the two are not told apart). */
+  readonly lockWaitMs: number;
 }
 
 /**
@@ -133,6 +136,8 @@ export interface RunnerCounters {
   readonly retries: Readonly<Record<string, number>>;
   /** Of those, the waits on another connection's lock (SQLITE_BUSY and SQLITE_LOCKED, extended codes included). */
   readonly busyWaits: number;
+  /** Seconds the committed steps waited for the write lock before they began (busy handler sleeps). */
+  readonly lockWaitSeconds: number;
   /** Leases lost to another runner (a slow step, a stopped process) before the work was done. */
   readonly leasesLost: number;
   /** Poison rows recorded and skipped. */
@@ -416,6 +421,7 @@ export class ActivityRecorder {
       rows: jsonInteger(step.rows),
       rowsProcessed: jsonInteger(step.rowsProcessed),
       durationMs: round(step.durationMs, 3),
+      lockWaitMs: round(step.lockWaitMs, 3),
     });
 
     const seconds = step.durationMs / 1000;
@@ -434,12 +440,21 @@ export class ActivityRecorder {
     const counters = this.#countersOf(step.name);
     counters.steps++;
     counters.rows += Number(step.rows);
+    counters.lockWaitSeconds += step.lockWaitMs / 1000;
   }
 
   #countersOf(name: string) {
     let counters = this.#counters.get(name);
     if (!counters) {
-      counters = { steps: 0, rows: 0, retries: {}, busyWaits: 0, leasesLost: 0, quarantined: 0 };
+      counters = {
+        steps: 0,
+        rows: 0,
+        retries: {},
+        busyWaits: 0,
+        lockWaitSeconds: 0,
+        leasesLost: 0,
+        quarantined: 0,
+      };
       this.#counters.set(name, counters);
     }
     return counters;

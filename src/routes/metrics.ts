@@ -144,6 +144,11 @@ export function renderMetrics({ snapshot, ageMs }: ServedSnapshot): string {
     (c) => c.busyWaits,
   );
   counter(
+    "trickle_lock_wait_seconds_total",
+    "Time the committed steps waited for the write lock before they began (local files).",
+    (c) => Math.round(c.lockWaitSeconds * 1000) / 1000,
+  );
+  counter(
     "trickle_leases_lost_total",
     "Leases this process lost before its work was done.",
     (c) => c.leasesLost,
@@ -154,7 +159,11 @@ export function renderMetrics({ snapshot, ageMs }: ServedSnapshot): string {
     (c) => c.quarantined,
   );
 
-  family("trickle_step_duration_seconds", "histogram", "Duration of the steps this process committed.");
+  family(
+    "trickle_step_duration_seconds",
+    "histogram",
+    "How long the steps this process committed held the write lock.",
+  );
   for (const [name, h] of Object.entries(snapshot.activity?.stepHistogram ?? {})) {
     STEP_DURATION_BUCKETS.forEach((le, i) => {
       lines.push(

@@ -147,7 +147,8 @@ export const StepRecordSchema = z.object({
   batchSize: z.number().int(),
   rows: JsonIntegerSchema,
   rowsProcessed: JsonIntegerSchema,
-  durationMs: z.number(),
+  durationMs: z.number().describe("How long the step held the write lock."),
+  lockWaitMs: z.number().describe("How long it waited for the lock first (local files; 0 elsewhere)."),
 });
 
 export const MigrationListSchema = z.object({ migrations: z.array(MigrationInfoSchema) });

@@ -102,7 +102,8 @@ describe("the engine over remote libSQL (Hrana over HTTP, @libsql/client/web)", 
       expect(request.types.filter((t) => t !== "store_sql")).toEqual(["batch", "close"]);
       const sqls = request.statements.map((s) => s.sql);
       expect(sqls[0]).toBe("BEGIN IMMEDIATE");
-      expect(sqls[1]).toMatch(FENCE);
+      expect(sqls[1]).toMatch(FENCE); // no clock read: a server's clock is another machine's
+      expect(event.lockWaitMs).toBe(0);
       expect(sqls[2]).toMatch(/^UPDATE _async_migrations SET cursor =/);
       expect(sqls[3]).toMatch(/^UPDATE "transmissions" SET last_seen/);
       expect(sqls[4]).toMatch(/^UPDATE _async_migrations SET rows_processed = rows_processed \+ changes\(\)/);

@@ -20,6 +20,7 @@ import { backoff, fail, type MigrationOutcome, type RunContext, type SliceState 
 import { Bisection, quarantine, retryQuarantined } from "./quarantine.ts";
 import { heldBack, holdInProcess, throttleCheck } from "./throttling.ts";
 import { startVerifying, walkPiece, walkSizer } from "./walk.ts";
+import { writeBatch } from "./write-batch.ts";
 
 /** What one migration did in a slice. */
 export interface MigrationSliceResult {
@@ -394,9 +395,12 @@ class MigrationRun {
     );
     this.#stepSize = size;
     await ctx.checkpoints.beforeStep();
-    const began = ctx.clock.now();
-    const results = await ctx.client.batch(batch.statements, "write");
-    const durationMs = ctx.clock.now() - began;
+    // A step's duration is the time it held the write lock; its wait for the lock is reported apart (./write-batch.ts).
+    const {
+      results,
+      waitedMs,
+      heldMs: durationMs,
+    } = await writeBatch(ctx.client, ctx.clock, batch.statements);
     this.#stepSize = 0;
     const { cursor, rowsProcessed } = batch.decode(results);
     const rows = rowsProcessed - before.rowsProcessed;
@@ -424,6 +428,7 @@ class MigrationRun {
       cursor,
       rowsProcessed,
       durationMs,
+      lockWaitMs: waitedMs,
       nextBatchSize: this.#sizer.size,
     });
     // The log the step wrote is copied back outside the step, then writers get the whole yield: a yield

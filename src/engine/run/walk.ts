@@ -9,6 +9,7 @@ import type { MigrationPlan } from "../plan.ts";
 import type { Lease, MigrationRow, ScanPhase } from "../state/row.ts";
 import type { Tuning } from "../tuning.ts";
 import { fail, type MigrationOutcome, type RunContext } from "./context.ts";
+import { writeBatch } from "./write-batch.ts";
 
 /** Keys in the first piece of a read-only walk, and the most one piece may cover (time bounds it first). */
 const SCAN_INITIAL_PIECE = 1_000;
@@ -52,12 +53,10 @@ export async function walkPiece(
   const counted =
     ctx.client.protocol === "file" ? await plan.readScanPiece(ctx.client, phase, row, size) : undefined;
   const batch = plan.scanBatch(lease, phase, row, size, counted);
-  const locked = ctx.clock.now();
-  const results = await ctx.client.batch(batch.statements, "write");
-  const ended = ctx.clock.now();
-  // The piece's whole time sizes the next one (the deadline bounds it); the lock's share sizes the writers' yield.
-  sizer.observe(size, ended - began);
-  const heldMs = ended - locked;
+  const { results, waitedMs, heldMs } = await writeBatch(ctx.client, ctx.clock, batch.statements);
+  // The piece's time but its wait for the lock sizes the next one (the deadline bounds it); the lock's share sizes
+  // the writers' yield.
+  sizer.observe(size, ctx.clock.now() - began - waitedMs);
   const piece = batch.decode(results);
   if (piece.kind === "bad-key") return fail(ctx, lease, plan.badKeyMessage(piece.badKey), { row });
   const next: MigrationRow = {

@@ -1,0 +1,125 @@
+/**
+ * A write batch's time, split into its wait for the write lock and the time it held it (src/engine/run/write-batch.ts),
+ * against a real lock: another process (the application) holds a write transaction while the batch starts. The
+ * holder is a child process because the embedded client's busy wait is synchronous.
+ */
+import { existsSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { systemClock } from "../../src/engine/clock.ts";
+import type { RunnerEvent } from "../../src/engine/events.ts";
+import { writeBatch } from "../../src/engine/run/write-batch.ts";
+import { Runner } from "../../src/engine/runner.ts";
+import {
+  counterHistogram,
+  createCounters,
+  killAllChildren,
+  spawnLockHolder,
+  testCounterV1,
+} from "../fixtures/multiprocess.ts";
+import { type TempDb, tempDb } from "../helpers/db.ts";
+
+let db: TempDb;
+afterEach(async () => {
+  await killAllChildren();
+  db?.cleanup();
+});
+
+describe("writeBatch on a local file", () => {
+  it("reports the wait for another process's lock apart from the time the batch held it", async () => {
+    db = tempDb();
+    const client = db.open({ timeout: 30_000 });
+    await client.execute("PRAGMA journal_mode = WAL");
+    await client.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    // Held for long enough that the batch surely starts while it is held (checked below, not assumed).
+    const holder = spawnLockHolder("app", { dbPath: db.path, holdMs: 1_500 });
+    await holder.waitForLine((l) => l.type === "locked", 60_000);
+
+    const wallBefore = Date.now();
+    const began = performance.now();
+    const timed = await writeBatch(client, systemClock, [
+      { sql: "INSERT INTO t (v) VALUES (?)", args: ["a"] },
+      { sql: "INSERT INTO t (v) VALUES (?)", args: ["b"] },
+    ]);
+    const totalMs = performance.now() - began;
+    const released = await holder.waitForLine((l) => l.type === "released", 60_000);
+    const releasedAt = Number(released.at);
+
+    expect(releasedAt, "the lock was still held when the batch began").toBeGreaterThan(wallBefore);
+    // It could not take the lock before the holder let go (both are this machine's wall clock, ms resolution).
+    expect(timed.waitedMs).toBeGreaterThanOrEqual(releasedAt - wallBefore - 2);
+    expect(timed.waitedMs + timed.heldMs).toBeCloseTo(totalMs, 0);
+    expect(timed.heldMs).toBeLessThanOrEqual(totalMs - (releasedAt - wallBefore) + 2);
+    // One result per statement given: the clock read is the helper's own.
+    expect(timed.results.map((r) => r.rowsAffected)).toEqual([1, 1]);
+    expect((await client.execute("SELECT v FROM t ORDER BY id")).rows.map((r) => r.v)).toEqual(["a", "b"]);
+    client.close();
+  });
+
+  it("a failing statement rolls the whole batch back, as client.batch does", async () => {
+    db = tempDb();
+    const client = db.open();
+    await client.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)");
+    await expect(
+      writeBatch(client, systemClock, [
+        { sql: "INSERT INTO t (v) VALUES (?)", args: ["a"] },
+        { sql: "INSERT INTO t (v) VALUES (NULL)", args: [] },
+      ]),
+    ).rejects.toThrow(/NOT NULL/);
+    expect((await client.execute("SELECT COUNT(*) AS c FROM t")).rows[0]?.c).toBe(0n);
+    client.close();
+  });
+});
+
+/** Blocks this thread for `ms` (a runner's event callback is synchronous; the holder is another process). */
+function blockFor(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+describe("a step that waited for the write lock", () => {
+  it("is sized by the time it held the lock, not by its wait (invariant 5)", async () => {
+    db = tempDb();
+    const client = db.open({ timeout: 30_000 });
+    await createCounters(client, 20_000);
+    const take = join(db.dir, "take");
+    const locked = join(db.dir, "locked");
+    // The application holds the lock far longer than an overrun (1.5 × the 200 ms target): a sizer that took the
+    // wait for the step's time would halve the next step.
+    const holder = spawnLockHolder("app", {
+      dbPath: db.path,
+      startFile: take,
+      lockedFile: locked,
+      holdMs: 1_500,
+    });
+    await holder.waitForLine((l) => l.type === "waiting", 60_000);
+    const steps: Extract<RunnerEvent, { type: "step" }>[] = [];
+    const runner = new Runner({
+      client,
+      migrations: [testCounterV1],
+      tuning: { initialBatch: 100, maxBatch: 1_000, stepTargetMs: 200, yieldMs: 0, sliceBudgetMs: 60_000 },
+      onEvent: (event) => {
+        if (event.type !== "step") return;
+        steps.push(event);
+        if (steps.length !== 3) return;
+        // After the third step, the application takes the lock before the fourth begins.
+        writeFileSync(take, "");
+        while (!existsSync(locked)) blockFor(5);
+      },
+    });
+    await runner.runUntilDone();
+    const lockedLine = await holder.waitForLine((l) => l.type === "locked", 60_000);
+    const released = await holder.waitForLine((l) => l.type === "released", 60_000);
+    const holdMs = Number(released.at) - Number(lockedLine.at);
+
+    expect(await counterHistogram(client)).toEqual({ "1": 20_000n });
+    const waited = steps[3]!;
+    // It began early in the hold (a few ms after the lock was taken) and could not start before the release.
+    expect(waited.lockWaitMs).toBeGreaterThan(holdMs / 2);
+    expect(waited.durationMs, "the step's own time is its hold, a few thousand rows").toBeLessThan(300);
+    // Not an overrun: the next step is not halved (it was sized from the time the lock was held).
+    expect(waited.nextBatchSize).toBeGreaterThan(waited.batchSize / 2);
+    // No other step waited that long.
+    for (const [i, step] of steps.entries()) if (i !== 3) expect(step.lockWaitMs).toBeLessThan(holdMs / 2);
+    client.close();
+  });
+});
