@@ -396,11 +396,8 @@ class MigrationRun {
     this.#stepSize = size;
     await ctx.checkpoints.beforeStep();
     // A step's duration is the time it held the write lock; its wait for the lock is reported apart (./write-batch.ts).
-    const {
-      results,
-      waitedMs,
-      heldMs: durationMs,
-    } = await writeBatch(ctx.client, ctx.clock, batch.statements);
+    const { results, waitedMs, heldMs } = await writeBatch(ctx.client, ctx.clock, batch.statements);
+    const durationMs = heldMs;
     this.#stepSize = 0;
     const { cursor, rowsProcessed } = batch.decode(results);
     const rows = rowsProcessed - before.rowsProcessed;
