@@ -6,10 +6,11 @@
 import { existsSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { systemClock } from "../../src/engine/clock.ts";
+import { type Clock, systemClock } from "../../src/engine/clock.ts";
 import type { RunnerEvent } from "../../src/engine/events.ts";
 import { writeBatch } from "../../src/engine/run/write-batch.ts";
 import { Runner } from "../../src/engine/runner.ts";
+import { writersPauseMs } from "../../src/engine/yield.ts";
 import {
   counterHistogram,
   createCounters,
@@ -77,7 +78,7 @@ function blockFor(ms: number): void {
 }
 
 describe("a step that waited for the write lock", () => {
-  it("is sized by the time it held the lock, not by its wait (invariant 5)", async () => {
+  it("is sized by the time it held the lock, not by its wait (invariant 5), and the writers' pause covers both", async () => {
     db = tempDb();
     const client = db.open({ timeout: 30_000 });
     await createCounters(client, 20_000);
@@ -93,8 +94,18 @@ describe("a step that waited for the write lock", () => {
     });
     await holder.waitForLine((l) => l.type === "waiting", 60_000);
     const steps: Extract<RunnerEvent, { type: "step" }>[] = [];
+    // Every pause the runner asks for, with the number of steps committed before it.
+    const sleeps: { afterSteps: number; ms: number }[] = [];
+    const clock: Clock = {
+      now: () => systemClock.now(),
+      sleep: (ms, signal) => {
+        sleeps.push({ afterSteps: steps.length, ms });
+        return systemClock.sleep(ms, signal);
+      },
+    };
     const runner = new Runner({
       client,
+      clock,
       migrations: [testCounterV1],
       tuning: { initialBatch: 100, maxBatch: 1_000, stepTargetMs: 200, yieldMs: 0, sliceBudgetMs: 60_000 },
       onEvent: (event) => {
@@ -120,6 +131,11 @@ describe("a step that waited for the write lock", () => {
     expect(waited.nextBatchSize).toBeGreaterThan(waited.batchSize / 2);
     // No other step waited that long.
     for (const [i, step] of steps.entries()) if (i !== 3) expect(step.lockWaitMs).toBeLessThan(holdMs / 2);
+    // The pause after it: the application's writers that queued behind the holder have slept through the wait too,
+    // so the pause is sized by the wait and the hold (the holder's commit was seen: a writers' pause).
+    const pause = sleeps.find((s) => s.afterSteps === 4);
+    expect(pause?.ms).toBe(writersPauseMs(waited.lockWaitMs + waited.durationMs, 0));
+    expect(pause!.ms).toBeGreaterThan(writersPauseMs(waited.durationMs, 0));
     client.close();
   });
 });

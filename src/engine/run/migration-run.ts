@@ -291,14 +291,14 @@ class MigrationRun {
       this.#share.deadline,
     );
     if (typeof walked === "string") return walked;
-    const { row, heldMs } = walked;
+    const { row, contendedMs } = walked;
     this.#row = row;
     this.#work.pieces++;
     // Counting ended: this slice's ETA point goes into the window that starts with the data walk.
     if (phase === "counting" && row.phase === null) this.#work.window = row.rateWindow ?? undefined;
     // A piece holds the write lock like a step does (for its record alone on a local file): waiting writers get
     // the yield that suits the time they waited.
-    await this.#pause(heldMs);
+    await this.#pause(contendedMs);
     return undefined;
   }
 
@@ -431,13 +431,16 @@ class MigrationRun {
     // The log the step wrote is copied back outside the step, then writers get the whole yield: a yield
     // shortened by the checkpoint's time starved the benchmark's ingest (README "Benchmark").
     await ctx.checkpoints.afterStep();
-    await this.#pause(durationMs);
+    await this.#pause(waitedMs + heldMs);
     return undefined;
   }
 
-  /** The pause after work that held the write lock for `heldMs`, so waiting writers get it (../yield.ts). */
-  #pause(heldMs: number): Promise<void> {
-    return this.#ctx.yielder.after(heldMs, this.#t.yieldMs, this.#share.signal);
+  /**
+   * The pause after work that waited for and then held the write lock for `contendedMs` in all, so waiting writers
+   * get it (../yield.ts): a writer that queued behind the same holder while the work waited has slept as long.
+   */
+  #pause(contendedMs: number): Promise<void> {
+    return this.#ctx.yielder.after(contendedMs, this.#t.yieldMs, this.#share.signal);
   }
 
   /** The key a bisection ended on failed on its own: quarantine it (./quarantine.ts) and go on after it. */

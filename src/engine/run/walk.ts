@@ -35,7 +35,7 @@ export function walkSizer(t: Tuning): BatchSizer {
  * first for the same reason); remote databases and D1 count inside the batch, where a separate read would cost a
  * round trip. A key that is not an integer stops the run before the data walk changes anything (invariant 11).
  * The piece that completes the count hands over to the data walk. Returns the row as it now stands with the time
- * the write lock was held, or how this slice ends.
+ * the write lock was waited for and held, or how this slice ends.
  */
 export async function walkPiece(
   ctx: RunContext,
@@ -45,7 +45,7 @@ export async function walkPiece(
   phase: ScanPhase,
   sizer: BatchSizer,
   deadline: number,
-): Promise<{ row: MigrationRow; heldMs: number } | MigrationOutcome> {
+): Promise<{ row: MigrationRow; contendedMs: number } | MigrationOutcome> {
   const name = plan.migration.name;
   const size = sizer.sizeWithin(deadline - ctx.clock.now());
   if (size === 0) return "budget";
@@ -54,9 +54,10 @@ export async function walkPiece(
     ctx.client.protocol === "file" ? await plan.readScanPiece(ctx.client, phase, row, size) : undefined;
   const batch = plan.scanBatch(lease, phase, row, size, counted);
   const { results, waitedMs, heldMs } = await writeBatch(ctx.client, ctx.clock, batch.statements);
-  // The piece's time but its wait for the lock sizes the next one (the deadline bounds it); the lock's share sizes
-  // the writers' yield.
+  // The piece's time but its wait for the lock sizes the next one (the deadline bounds it); the wait and the hold
+  // size the writers' yield (./write-batch.ts).
   sizer.observe(size, ctx.clock.now() - began - waitedMs);
+  const contendedMs = waitedMs + heldMs;
   const piece = batch.decode(results);
   if (piece.kind === "bad-key") return fail(ctx, lease, plan.badKeyMessage(piece.badKey), { row });
   const next: MigrationRow = {
@@ -78,9 +79,12 @@ export async function walkPiece(
       minKey: next.minKey,
       maxKey: next.maxKey,
     });
-    return { row: { ...next, phase: null, rowsTotal: next.scanCount, cursor: null, rateWindow }, heldMs };
+    return {
+      row: { ...next, phase: null, rowsTotal: next.scanCount, cursor: null, rateWindow },
+      contendedMs,
+    };
   }
-  return { row: next, heldMs };
+  return { row: next, contendedMs };
 }
 
 /** The data walk covered its range: verification walks it again, read-only, from the start. */
