@@ -1,16 +1,19 @@
-/**
- * Time source for the engine. Tests inject a fake one; nothing in the engine reads the wall clock directly, except
- * where it is compared with SQLite's own (run/write-batch.ts).
- */
+/** Time source for the engine. Tests inject a fake one; nothing in the engine reads the wall clock directly. */
 export interface Clock {
   /** Monotonic milliseconds. */
   now(): number;
+  /**
+   * Wall-clock ms that SQLite's own clock can be compared with. Absent where time is simulated: a batch's wait for
+   * the write lock is then not told apart from its hold (run/write-batch.ts).
+   */
+  wall?(): number;
   /** Resolves after `ms`, or early (without throwing) when `signal` aborts. */
   sleep(ms: number, signal?: AbortSignal): Promise<void>;
 }
 
 export const systemClock: Clock = {
   now: () => performance.now(),
+  wall: () => Date.now(),
   sleep(ms, signal) {
     return new Promise((resolve) => {
       if (signal?.aborted) return resolve();

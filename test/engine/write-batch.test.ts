@@ -98,6 +98,7 @@ describe("a step that waited for the write lock", () => {
     const sleeps: { afterSteps: number; ms: number }[] = [];
     const clock: Clock = {
       now: () => systemClock.now(),
+      wall: () => Date.now(),
       sleep: (ms, signal) => {
         sleeps.push({ afterSteps: steps.length, ms });
         return systemClock.sleep(ms, signal);

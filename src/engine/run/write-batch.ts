@@ -10,9 +10,9 @@
  * benchmark's writer p99 rose from 66–75 to 98–124 ms).
  *
  * On a local file the batch's first statement therefore reads SQLite's clock, which runs once the lock is held;
- * it is this process's own wall clock (millisecond resolution), so the batch's time splits into the wait and the
- * hold. Remote servers and D1 give no such split (their clock is another machine's, and the lock is taken there):
- * the whole time counts as held.
+ * it is this machine's wall clock (millisecond resolution), compared with the engine clock's `wall()`, so the
+ * batch's time splits into the wait and the hold. Remote servers and D1 give no such split (their clock is another
+ * machine's, and the lock is taken there), nor does a simulated clock: the whole time counts as held.
  */
 import type { Client, InStatement, ResultSet } from "@libsql/client";
 import type { Clock } from "../clock.ts";
@@ -32,12 +32,13 @@ export interface TimedBatch {
 /** Runs `statements` as one `client.batch(…, "write")` and splits its time into the lock's wait and hold. */
 export async function writeBatch(
   client: Client,
-  clock: Pick<Clock, "now">,
+  clock: Pick<Clock, "now" | "wall">,
   statements: readonly InStatement[],
 ): Promise<TimedBatch> {
-  const timed = client.protocol === "file";
+  const wall = client.protocol === "file" ? clock.wall?.bind(clock) : undefined;
+  const timed = wall !== undefined;
   const began = clock.now();
-  const wallBegan = Date.now();
+  const wallBegan = wall?.() ?? 0;
   const all = await client.batch(timed ? [LOCKED_AT, ...statements] : [...statements], "write");
   const totalMs = clock.now() - began;
   if (!timed) return { results: all, waitedMs: 0, heldMs: totalMs };
