@@ -7,7 +7,7 @@
  * which it held the lock 15 ms. Taken for the step's time, such a wait shrank the next step (an overrun) and showed
  * as a slow step. The pause after the step still covers both: the application's writers that queued behind the
  * same holder have been sleeping in their busy handlers as long (with the pause sized by the hold alone, the
- * benchmark's writer p99 rose from 66–75 to 98–124 ms).
+ * benchmark's writer p99 was 98–124 ms in three rounds).
  *
  * On a local file the batch's first statement therefore reads SQLite's clock, which runs once the lock is held;
  * it is this machine's wall clock (millisecond resolution), compared with the engine clock's `wall()`, so the
