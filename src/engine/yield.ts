@@ -76,8 +76,8 @@ export class Yielder {
   /**
    * Pauses after work that held the write lock for `heldMs` (its wait for the lock included: writers that queued
    * behind the same holder meanwhile have slept as long, run/write-batch.ts); resolves early when `signal`
-   * aborts. `yieldMs` is the migration's configured pause (`TRICKLE_YIELD_MS`, live tuning included): the whole pause of `fixed`, the
-   * shortest of `writers`.
+   * aborts. `yieldMs` is the migration's configured pause (`TRICKLE_YIELD_MS`, live tuning included): the whole
+   * pause of `fixed`, the shortest of `writers`.
    */
   async after(heldMs: number, yieldMs: number, signal?: AbortSignal): Promise<void> {
     if (this.#policy === "fixed") {
