@@ -5,6 +5,7 @@
  */
 import type { InStatement } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
+import { systemClock } from "../../src/engine/clock.ts";
 import { Runner } from "../../src/engine/runner.ts";
 import { txLastSeenBackfillV1 } from "../../src/migrations/builtin/tx-last-seen-backfill.ts";
 import type { MigrationDefinition } from "../../src/migrations/define.ts";
@@ -116,5 +117,46 @@ describe.each([
     }
     const pieceReads = calls.filter((c) => /^SELECT CAST\(keys AS TEXT\)/.test(sqlOf(c.statements[0]!)));
     expect(pieceReads.map((c) => c.method)).toEqual(pieceCalls.map(() => "execute"));
+  });
+});
+
+describe("one step is one write batch, with a real clock", () => {
+  it("reads SQLite's clock first, inside the same batch, and is fenced before anything it writes", async () => {
+    db = tempDb();
+    const real = db.open();
+    await createCounterTable(
+      real,
+      Array.from({ length: 95 }, (_, i) => BigInt(i + 1)),
+    );
+    const recording = recordingClient(real);
+    const log = new EventLog();
+    const runner = new Runner({
+      client: recording.client,
+      migrations: [counterMigration()],
+      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
+      clock: systemClock, // has wall(): the wait for the lock is told apart from the hold
+      onEvent: log.listener,
+    });
+
+    await runner.runUntilDone();
+    expect((await runner.store.get("counter_v1"))?.status).toBe("done");
+
+    const calls = recording.calls;
+    expect(calls.filter((c) => c.method === "transaction" || c.method === "executeMultiple")).toEqual([]);
+    const stepCalls = calls.filter((c) => stepSizeOf(c.statements) !== undefined);
+    expect(stepCalls).toHaveLength(log.of("step").length);
+    expect(stepCalls).toHaveLength(10);
+    for (const call of stepCalls) {
+      expect(call.method).toBe("batch");
+      expect(call.mode).toBe("write");
+      const sql = call.statements.map(sqlOf);
+      expect(sql[0]).toMatch(/^SELECT unixepoch\('subsec'\)/); // when the lock was taken
+      expect(sqlOf(call.statements.find(isWrite)!)).toMatch(/^INSERT INTO _async_migrations_fence/);
+      expect(call.statements.some(writesTable("t"))).toBe(true); // the data change, in the same batch
+    }
+    for (const step of log.of("step")) {
+      expect(step.lockWaitMs).toBeGreaterThanOrEqual(0);
+      expect(step.durationMs).toBeGreaterThanOrEqual(0);
+    }
   });
 });

@@ -109,8 +109,8 @@ describe("bisection and quarantine", () => {
     expect(log.of("bisecting").length).toBeGreaterThan(0);
     expect(log.of("done")[0]).toMatchObject({ rowsProcessed: 97n, rowsTotal: 100n, quarantined: 3n });
 
-    // Every batch that writes data or a failure record is fenced before it writes anything else; each failure record is written in the
-    // same batch as the cursor move past its key (crash-safe: both or neither).
+    // Every batch that writes data or a failure record is fenced before it writes anything else; each failure
+    // record is written in the same batch as the cursor move past its key (crash-safe: both or neither).
     const batches = recording.calls.filter((c) => c.method === "batch");
     const writesFailure = (s: InStatement) => /^\s*INSERT INTO _async_migration_failures/.test(sqlOf(s));
     const quarantineBatches = batches.filter((c) => c.statements.some(writesFailure));

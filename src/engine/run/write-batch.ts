@@ -35,15 +35,15 @@ export async function writeBatch(
   clock: Pick<Clock, "now" | "wall">,
   statements: readonly InStatement[],
 ): Promise<TimedBatch> {
-  const wall = client.protocol === "file" ? clock.wall?.bind(clock) : undefined;
-  const timed = wall !== undefined;
   const began = clock.now();
-  const wallBegan = wall?.() ?? 0;
-  const all = await client.batch(timed ? [LOCKED_AT, ...statements] : [...statements], "write");
+  if (client.protocol !== "file" || clock.wall === undefined) {
+    const results = await client.batch([...statements], "write");
+    return { results, waitedMs: 0, heldMs: clock.now() - began };
+  }
+  const wallBegan = clock.wall();
+  const [lockedAt, ...results] = await client.batch([LOCKED_AT, ...statements], "write");
   const totalMs = clock.now() - began;
-  if (!timed) return { results: all, waitedMs: 0, heldMs: totalMs };
-  const lockedAt = Number(all[0]?.rows[0]?.[0]);
-  const waited = Number.isFinite(lockedAt) ? lockedAt - wallBegan : 0;
-  const waitedMs = Math.min(Math.max(waited, 0), totalMs);
-  return { results: all.slice(1), waitedMs, heldMs: totalMs - waitedMs };
+  const waited = Number(lockedAt?.rows[0]?.[0]) - wallBegan;
+  const waitedMs = Number.isFinite(waited) ? Math.min(Math.max(waited, 0), totalMs) : 0;
+  return { results, waitedMs, heldMs: totalMs - waitedMs };
 }
