@@ -32,8 +32,8 @@ describe("writeBatch on a local file", () => {
     const client = db.open({ timeout: 30_000 });
     await client.execute("PRAGMA journal_mode = WAL");
     await client.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)");
-    // Held for long enough that the batch surely starts while it is held (checked below, not assumed).
-    const holder = spawnLockHolder("app", { dbPath: db.path, holdMs: 1_500 });
+    // Held for long enough that the batch starts while it is held on a loaded machine too (checked below).
+    const holder = spawnLockHolder("app", { dbPath: db.path, holdMs: 3_000 });
     await holder.waitForLine((l) => l.type === "locked", 60_000);
 
     const wallBefore = Date.now();
