@@ -49,7 +49,7 @@ describe("writeBatch on a local file", () => {
     expect(releasedAt, "the lock was still held when the batch began").toBeGreaterThan(wallBefore);
     // It could not take the lock before the holder let go (both are this machine's wall clock, ms resolution).
     expect(timed.waitedMs).toBeGreaterThanOrEqual(releasedAt - wallBefore - 2);
-    expect(timed.waitedMs + timed.heldMs).toBeCloseTo(totalMs, 0);
+    expect(timed.waitedMs + timed.heldMs).toBeLessThanOrEqual(totalMs); // the two parts of the batch's own time
     expect(timed.heldMs).toBeLessThanOrEqual(totalMs - (releasedAt - wallBefore) + 2);
     // One result per statement given: the clock read is the helper's own.
     expect(timed.results.map((r) => r.rowsAffected)).toEqual([1, 1]);
