@@ -18,7 +18,7 @@
  * | `TRICKLE_TICK_MS`               | 1000                    | pause between ticks when no work is left                 |
  * | `TRICKLE_SLICE_BUDGET_MS`       | engine default (2000)   | time budget of one slice                                 |
  * | `TRICKLE_SLICE_INTERVAL_MS`     | 0                       | while work remains, a slice starts at most this often (0: back to back); with the budget, a duty cycle |
- * | `TRICKLE_STEP_TARGET_MS`        | engine default (50)     | target duration of one step                              |
+ * | `TRICKLE_STEP_TARGET_MS`        | engine default (35)     | target duration of one step                              |
  * | `TRICKLE_YIELD_MS`              | engine default (10)     | pause between steps so waiting writers get the lock      |
  * | `TRICKLE_YIELD_POLICY`          | writers                 | `writers`: pauses sized to the busy handler's sleeps while other connections write (engine/yield.ts); `fixed`: `TRICKLE_YIELD_MS` after every step |
  * | `TRICKLE_LEASE_TTL_MS`          | engine default (15000)  | lease lifetime without a renewing step (> slice budget)  |

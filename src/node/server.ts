@@ -52,7 +52,7 @@ export interface NodeServer {
   stop(): Promise<void>;
 }
 
-/** How long `stop()` waits for the worker before terminating it (a step is ~50 ms; this is a safety net). */
+/** How long `stop()` waits for the worker before terminating it (a step is ~35 ms; this is a safety net). */
 const WORKER_STOP_TIMEOUT_MS = 10_000;
 
 export async function startNodeServer(options: NodeServerOptions = {}): Promise<NodeServer> {
