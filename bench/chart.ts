@@ -23,11 +23,10 @@ export interface ChartInput {
   readonly title: string;
   readonly subtitle: string;
   readonly phases: readonly ChartPhase[];
-  readonly stepTargetMs: number;
   /** The series the legend lists (default all); a benchmark that records only some leaves the others out. */
   readonly legend?: readonly ChartSeries[];
-  /** The dashed line across every panel; default the step target, labelled "<stepTargetMs> ms step target". */
-  readonly guide?: { readonly ms: number; readonly label: string };
+  /** The dashed line across every panel (the step target, or a goal) and its label. */
+  readonly guide: { readonly ms: number; readonly label: string };
 }
 
 const WIDTH = 1100;
@@ -94,7 +93,7 @@ export function renderChart(input: ChartInput): string {
   );
 
   // Legend
-  const guide = input.guide ?? { ms: input.stepTargetMs, label: `${input.stepTargetMs} ms step target` };
+  const { guide } = input;
   const shown = new Set<ChartSeries>(input.legend ?? ["http", "ingest", "steps", "busy"]);
   const legend = (
     [

@@ -809,7 +809,6 @@ export function fleetChart(
     title: `trickle fleet run — ${formatCount(report.fleet.tenants)} tenants of ${formatCount(report.fleet.transmissions)} transmissions / ${formatCount(report.fleet.observations)} observations`,
     subtitle: `${m.cpus} × ${m.model}, Node ${m.node}, load avg ${m.loadavg.join(" / ")} · ${report.config.writers} writers × ${report.config.ingestRate}/s, busy handler · dots: fastest and slowest write per 20 ms · ${report.generatedAt.slice(0, 16)}Z`,
     phases,
-    stepTargetMs: 50,
     legend: ["ingest", "busy"],
     guide: { ms: WRITER_GOAL.p99Ms, label: `${WRITER_GOAL.p99Ms} ms writer p99 goal` },
   });

@@ -420,7 +420,6 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       trickle: scenarios.trickle,
       oneShot: scenarios.oneShot,
       idle: idleFigures,
-      stepTargetMs,
       scale: options.scale,
       ingestRate: options.ingestRate,
       eta,
@@ -483,7 +482,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       title: `trickle vs one-shot vs fixed batches — ${formatCount(dataset.transmissions)} transmissions / ${formatCount(dataset.observations)} observations`,
       subtitle: `${m.cpus} × ${m.model}, ${m.memGb} GB, Node ${m.node}, load avg ${m.loadavg.join(" / ")} · ingest ${options.ingestRate}/s, each route polled every ${options.probeMs} ms · ${report.generatedAt.slice(0, 16)}Z`,
       phases: chartPhases,
-      stepTargetMs,
+      guide: { ms: stepTargetMs, label: `${stepTargetMs} ms step target` },
     }),
   );
   return report;

@@ -175,7 +175,7 @@ describe("bench figures", () => {
     expect(decileStepMs(steps.slice(0, 1), done).first).toBeNull();
   });
 
-  it("judges the goals against the one-shot total, the step target and the idle baseline", () => {
+  it("judges the goals against the one-shot total, the issue's step bounds and the idle baseline", () => {
     const figures = (patch: Partial<ScenarioFigures>): ScenarioFigures => ({
       totalMs: 1000,
       steps: 20,
@@ -203,7 +203,6 @@ describe("bench figures", () => {
     const base = {
       oneShot: figures({ totalMs: 900, steps: 1 }),
       idle,
-      stepTargetMs: 50,
       ingestRate: 200,
       eta: eta(1.2, 0.8),
     } as const;
