@@ -37,7 +37,7 @@ import type { MigrationRow } from "./state/row.ts";
 import { StateStore } from "./state/store.ts";
 import { Throttle, type ThrottleConfig } from "./throttle.ts";
 import { resolveTuning, type Tuning } from "./tuning.ts";
-import { DeferredCheckpoints } from "./wal-checkpoint.ts";
+import { StepConnection } from "./step-connection.ts";
 import { Yielder, type YieldPolicyName } from "./yield.ts";
 
 export type { MigrationOutcome, RunnerMigrationState, RunnerThrottleState } from "./run/context.ts";
@@ -68,8 +68,8 @@ export class Runner {
   readonly #clock: Clock;
   readonly #listeners = new Set<RunnerEventListener>();
   readonly #states = new InProcessStates();
-  /** WAL checkpoints outside the steps of a slice, on a local file (wal-checkpoint.ts). */
-  readonly #checkpoints: DeferredCheckpoints;
+  /** No checkpoint and no log sync inside a step, on a local file (step-connection.ts). */
+  readonly #stepConnection: StepConnection;
   /** The parts every piece of a run uses (src/engine/run/context.ts). */
   readonly #ctx: RunContext;
   #initialized: Promise<void> | undefined;
@@ -77,7 +77,7 @@ export class Runner {
   constructor(options: RunnerOptions) {
     this.#client = reopenAfterBusy(options.client);
     this.store = new StateStore(this.#client);
-    this.#checkpoints = new DeferredCheckpoints(this.#client);
+    this.#stepConnection = new StepConnection(this.#client);
     this.owner = options.owner ?? `runner-${crypto.randomUUID()}`;
     this.tuning = resolveTuning(options.tuning);
     this.#clock = options.clock ?? systemClock;
@@ -113,7 +113,7 @@ export class Runner {
       clock: this.#clock,
       wallClock,
       throttle,
-      checkpoints: this.#checkpoints,
+      stepConnection: this.#stepConnection,
       yielder: new Yielder(this.#client, this.#clock, options.yieldPolicy),
       states: this.#states,
       tuningOf: (name) => tunings.get(name) ?? this.tuning,
@@ -163,7 +163,7 @@ export class Runner {
     try {
       return await runSliceOver(this.#ctx, this.#plans, rows, { began, deadline: began + budgetMs, signal });
     } finally {
-      await this.#checkpoints.restore();
+      await this.#stepConnection.restore();
     }
   }
 

@@ -39,7 +39,7 @@ export interface Tuning {
 export const DEFAULT_TUNING: Tuning = Object.freeze({
   // 35 ms: an application writer that began waiting as a step began tries again 53 ms later in SQLite's
   // standard busy handler (after sleeping 1 + 2 + 5 + 10 + 15 + 20 ms), and the next try is at 78 ms. A step
-  // aimed at 50 ms held the lock past 53 ms in a quarter of the steps (the same rows take ±20 %), and each of
+  // aimed at 50 ms held the lock past 53 ms in a sixth of the steps (the same keys take ±20 %), and each of
   // those cost such a writer 78 ms: the writers' p99 sat at 75–80 ms. Aimed at 35 ms the holds' tail stays
   // below 53 ms (README "Benchmark": the step targets side by side).
   stepTargetMs: 35,

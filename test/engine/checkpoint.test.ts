@@ -1,8 +1,9 @@
 /**
- * WAL checkpoints outside the step (src/engine/wal-checkpoint.ts): on a local file, a slice turns the engine
- * connection's automatic checkpoints off, checkpoints after each step outside its write batch, and gives the
- * connection its own setting back — an embedding app sharing the connection must never be left without
- * automatic checkpoints, or its WAL would grow without bound once the backfill is done.
+ * The engine connection during steps (src/engine/step-connection.ts): on a local file, a slice turns the
+ * connection's automatic checkpoints off, checkpoints after each step outside its write batch, lowers the log
+ * sync to NORMAL in WAL mode (never with a rollback journal), and gives the connection its own settings back —
+ * an embedding app sharing the connection must never be left without automatic checkpoints (its WAL would grow
+ * without bound once the backfill is done) or with a sync level it did not choose.
  */
 import type { Client } from "@libsql/client";
 import { afterEach, describe, expect, it } from "vitest";
@@ -22,6 +23,10 @@ afterEach(() => db?.cleanup());
 
 async function autocheckpoint(client: Client): Promise<number> {
   return Number((await client.execute("PRAGMA wal_autocheckpoint")).rows[0]?.[0]);
+}
+
+async function synchronous(client: Client): Promise<number> {
+  return Number((await client.execute("PRAGMA synchronous")).rows[0]?.[0]);
 }
 
 async function walFrames(client: Client): Promise<{ log: number; checkpointed: number }> {
@@ -76,6 +81,68 @@ describe("WAL checkpoints outside the step (local file)", () => {
     const idle = recording.calls.slice(seen).flatMap((c) => c.statements.map(sqlOf));
     expect(idle.length).toBeGreaterThan(0);
     expect(idle.filter((s) => /wal_/i.test(s))).toEqual([]);
+  });
+
+  it("commits steps without syncing the log in WAL mode, and restores the connection's sync level", async () => {
+    db = tempDb();
+    const real = db.open();
+    await real.execute("PRAGMA journal_mode=WAL");
+    await createCounterTable(
+      real,
+      Array.from({ length: 40 }, (_, i) => BigInt(i + 1)),
+    );
+    await real.execute("PRAGMA synchronous = EXTRA"); // the embedding app's own choice (3)
+    const duringSteps: number[] = [];
+    const recording = recordingClient(real, {
+      afterBatch: async (statements) => {
+        if (stepSizeOf(statements) !== undefined) duringSteps.push(await synchronous(real));
+      },
+    });
+    const runner = new Runner({
+      client: recording.client,
+      migrations: [counterMigration()],
+      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
+      clock: new FakeClock(),
+    });
+
+    await runner.runUntilDone();
+
+    expect((await runner.store.get("counter_v1"))?.status).toBe("done");
+    expect(duringSteps.length).toBeGreaterThanOrEqual(4);
+    expect(new Set(duringSteps)).toEqual(new Set([1])); // NORMAL
+    expect(await synchronous(real)).toBe(3);
+    // The steps' data and progress are in the file after the checkpoints that followed them.
+    const frames = await walFrames(real);
+    expect(frames.checkpointed).toBe(frames.log);
+    expect(Number((await real.execute("SELECT COUNT(*) FROM t WHERE n = 1")).rows[0]?.[0])).toBe(40);
+  });
+
+  it("keeps the sync level with a rollback journal, where NORMAL could corrupt the file on a power loss", async () => {
+    db = tempDb();
+    const real = db.open();
+    await real.execute("PRAGMA journal_mode=DELETE");
+    await createCounterTable(
+      real,
+      Array.from({ length: 30 }, (_, i) => BigInt(i + 1)),
+    );
+    const duringSteps: number[] = [];
+    const recording = recordingClient(real, {
+      afterBatch: async (statements) => {
+        if (stepSizeOf(statements) !== undefined) duringSteps.push(await synchronous(real));
+      },
+    });
+    const runner = new Runner({
+      client: recording.client,
+      migrations: [counterMigration()],
+      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
+      clock: new FakeClock(),
+    });
+    await runner.runUntilDone();
+    expect((await runner.store.get("counter_v1"))?.status).toBe("done");
+    expect(duringSteps.length).toBeGreaterThanOrEqual(3);
+    expect(new Set(duringSteps)).toEqual(new Set([2])); // FULL, SQLite's default
+    const sync = recording.calls.flatMap((c) => c.statements.map(sqlOf)).filter((s) => /synchronous/i.test(s));
+    expect(sync.filter((s) => /=/.test(s))).toEqual([]);
   });
 
   it("leaves a connection whose automatic checkpoints are off alone", async () => {

@@ -1,6 +1,6 @@
 /**
  * What the parts of a run share with the `Runner` that owns them — its connection and state store, its clocks,
- * its throttle and WAL checkpoints, what it knows in-process about each migration, its event listeners — and the
+ * its throttle and its connection's settings for steps, what it knows in-process about each migration, its event listeners — and the
  * few things every part does the same way: back off after a transient error, and fail a migration.
  */
 import type { Client } from "@libsql/client";
@@ -12,7 +12,7 @@ import type { Lease, MigrationRow } from "../state/row.ts";
 import type { StateStore } from "../state/store.ts";
 import type { Throttle } from "../throttle.ts";
 import type { Tuning } from "../tuning.ts";
-import type { DeferredCheckpoints } from "../wal-checkpoint.ts";
+import type { StepConnection } from "../step-connection.ts";
 import type { Yielder } from "../yield.ts";
 
 /** How one migration's part of a slice ended. */
@@ -87,8 +87,8 @@ export interface RunContext {
   /** Wall clock in ms (quiet hours, throttle deadlines, ETA points). */
   readonly wallClock: () => number;
   readonly throttle: Throttle;
-  /** WAL checkpoints outside the steps of a slice, on a local file (wal-checkpoint.ts). */
-  readonly checkpoints: DeferredCheckpoints;
+  /** No checkpoint and no log sync inside a step, on a local file (../step-connection.ts). */
+  readonly stepConnection: StepConnection;
   /** The pause after work that held the write lock (../yield.ts). */
   readonly yielder: Yielder;
   readonly states: InProcessStates;

@@ -394,7 +394,7 @@ class MigrationRun {
       rangeEnd,
     );
     this.#stepSize = size;
-    await ctx.checkpoints.beforeStep();
+    await ctx.stepConnection.beforeStep();
     // A step's duration is the time it held the write lock; its wait for the lock is reported apart (./write-batch.ts).
     const { results, waitedMs, heldMs } = await writeBatch(ctx.client, ctx.clock, batch.statements);
     const durationMs = heldMs;
@@ -430,7 +430,7 @@ class MigrationRun {
     });
     // The log the step wrote is copied back outside the step, then writers get the whole yield: a yield
     // shortened by the checkpoint's time starved the benchmark's ingest (README "Benchmark").
-    await ctx.checkpoints.afterStep();
+    await ctx.stepConnection.afterStep();
     await this.#pause(waitedMs + heldMs);
     return undefined;
   }
