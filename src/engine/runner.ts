@@ -35,9 +35,9 @@ import { InProcessStates, type RunContext, type RunnerMigrationState } from "./r
 import { pauseAfter, runSliceOver, type SliceResult, unreadableSlice } from "./run/slice.ts";
 import type { MigrationRow } from "./state/row.ts";
 import { StateStore } from "./state/store.ts";
+import { StepConnection } from "./step-connection.ts";
 import { Throttle, type ThrottleConfig } from "./throttle.ts";
 import { resolveTuning, type Tuning } from "./tuning.ts";
-import { StepConnection } from "./step-connection.ts";
 import { Yielder, type YieldPolicyName } from "./yield.ts";
 
 export type { MigrationOutcome, RunnerMigrationState, RunnerThrottleState } from "./run/context.ts";

@@ -10,9 +10,9 @@ import { type ClassifiedError, classifyError } from "../errors.ts";
 import type { RunnerEvent } from "../events.ts";
 import type { Lease, MigrationRow } from "../state/row.ts";
 import type { StateStore } from "../state/store.ts";
+import type { StepConnection } from "../step-connection.ts";
 import type { Throttle } from "../throttle.ts";
 import type { Tuning } from "../tuning.ts";
-import type { StepConnection } from "../step-connection.ts";
 import type { Yielder } from "../yield.ts";
 
 /** How one migration's part of a slice ended. */
