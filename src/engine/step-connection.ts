@@ -13,9 +13,10 @@
  *
  * Log sync. With `synchronous = FULL`, SQLite's default, a commit in WAL mode waits for the log's fsync while
  * it still holds the write lock: 9–14 of a 35 ms step in the benchmark, a quarter of the time the application's
- * writers wait for. In WAL mode `NORMAL` syncs the log at checkpoints instead (the one after the step); a
- * commit still survives the process crashing, and a power loss or an OS crash before that checkpoint can take
- * back the last steps, never corrupt the file (SQLite's documentation). Each step commits its range with its
+ * writers wait for. In WAL mode `NORMAL` syncs the log at checkpoints instead (the one after the step, so
+ * only where the engine runs those; any other connection's commit at `FULL` syncs it too); a commit still
+ * survives the process crashing, and a power loss or an OS crash before that sync can take back the last
+ * steps, never corrupt the file (SQLite's documentation). Each step commits its range with its
  * cursor and progress (invariant 1), so such a loss takes both back and the run redoes those keys. Only in WAL
  * mode: with a rollback journal, `NORMAL` can corrupt the file on a power loss.
  *
@@ -56,6 +57,8 @@ export class StepConnection {
         this.#restore.push(`PRAGMA wal_autocheckpoint = ${autocheckpoint}`);
         this.#checkpointAfterStep = true;
       }
+      // The log is synced by the checkpoint after each step, so only where the engine runs those.
+      if (!this.#checkpointAfterStep) return;
       const journal = (await this.#client.execute("PRAGMA journal_mode")).rows[0]?.[0];
       const sync = await this.#read("synchronous");
       if (String(journal).toLowerCase() === "wal" && Number.isSafeInteger(sync) && sync > SYNC_NORMAL) {

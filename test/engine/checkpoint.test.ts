@@ -160,8 +160,11 @@ describe("WAL checkpoints outside the step (local file)", () => {
     await runner.runUntilDone();
     expect((await runner.store.get("counter_v1"))?.status).toBe("done");
     expect(await autocheckpoint(real)).toBe(0);
-    // It only read the setting (once per slice); it neither changed it nor checkpointed.
-    const wal = recording.calls.flatMap((c) => c.statements.map(sqlOf)).filter((s) => /wal_/i.test(s));
+    // It only read the setting (once per slice); it neither changed it nor checkpointed, nor lowered the log
+    // sync (no checkpoint of its own would sync the log).
+    const sent = recording.calls.flatMap((c) => c.statements.map(sqlOf));
+    expect(sent.filter((s) => /synchronous/i.test(s))).toEqual([]);
+    const wal = sent.filter((s) => /wal_/i.test(s));
     expect(wal.length).toBeGreaterThan(0);
     expect(new Set(wal)).toEqual(new Set(["PRAGMA wal_autocheckpoint"]));
   });

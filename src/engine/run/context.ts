@@ -1,7 +1,8 @@
 /**
- * What the parts of a run share with the `Runner` that owns them — its connection and state store, its clocks,
- * its throttle and its connection's settings for steps, what it knows in-process about each migration, its event listeners — and the
- * few things every part does the same way: back off after a transient error, and fail a migration.
+ * What the parts of a run share with the `Runner` that owns them — its connection (and its settings for steps)
+ * and state store, its clocks, its throttle, what it knows in-process about each migration, its event
+ * listeners — and the few things every part does the same way: back off after a transient error, and fail a
+ * migration.
  */
 import type { Client } from "@libsql/client";
 import type { BatchSizer } from "../batch-sizer.ts";
