@@ -141,7 +141,9 @@ describe("WAL checkpoints outside the step (local file)", () => {
     expect((await runner.store.get("counter_v1"))?.status).toBe("done");
     expect(duringSteps.length).toBeGreaterThanOrEqual(3);
     expect(new Set(duringSteps)).toEqual(new Set([2])); // FULL, SQLite's default
-    const sync = recording.calls.flatMap((c) => c.statements.map(sqlOf)).filter((s) => /synchronous/i.test(s));
+    const sync = recording.calls
+      .flatMap((c) => c.statements.map(sqlOf))
+      .filter((s) => /synchronous/i.test(s));
     expect(sync.filter((s) => /=/.test(s))).toEqual([]);
   });
 
