@@ -384,7 +384,10 @@ describe("in headless Chromium", () => {
         }
         const line = await lineText();
         if (line) bannerLines.add(line);
-        if (!midRunShot && status === "running" && value >= 10 && value <= 90) {
+        // The screenshots take seconds on a loaded machine, and the backfill goes on meanwhile: they wait until
+        // the bar has been seen moving (two values between 0 and 100), or the run could end while they are taken.
+        const moving = values.filter((v) => v > 0 && v < 100).length >= 2;
+        if (!midRunShot && moving && status === "running" && value >= 10 && value <= 90) {
           midRunShot = true;
           await desktop.screenshot({
             path: screenshotPath("status-desktop-running"),
