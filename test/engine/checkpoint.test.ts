@@ -34,32 +34,50 @@ async function walFrames(client: Client): Promise<{ log: number; checkpointed: n
   return { log: Number(row[1]), checkpointed: Number(row[2]) };
 }
 
+/**
+ * A counter table of `rows` keys on a fresh file in `journalMode`, set up by `setUp` as the embedding app would,
+ * then backfilled in steps of 10 keys; `watch` reads the real connection after every step batch.
+ */
+async function backfillWatchingSteps(
+  journalMode: "WAL" | "DELETE",
+  rows: number,
+  setUp: string,
+  watch: (real: Client) => Promise<number>,
+) {
+  db = tempDb();
+  const real = db.open();
+  await real.execute(`PRAGMA journal_mode=${journalMode}`);
+  await createCounterTable(
+    real,
+    Array.from({ length: rows }, (_, i) => BigInt(i + 1)),
+  );
+  await real.execute(setUp);
+  const duringSteps: number[] = [];
+  const recording = recordingClient(real, {
+    afterBatch: async (statements) => {
+      if (stepSizeOf(statements) !== undefined) duringSteps.push(await watch(real));
+    },
+  });
+  const runner = new Runner({
+    client: recording.client,
+    migrations: [counterMigration()],
+    tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
+    clock: new FakeClock(),
+  });
+  await runner.runUntilDone();
+  expect((await runner.store.get("counter_v1"))?.status).toBe("done");
+  return { real, runner, recording, duringSteps };
+}
+
 describe("WAL checkpoints outside the step (local file)", () => {
   it("checkpoints after every step, not inside it, and restores the connection's own setting", async () => {
-    db = tempDb();
-    const real = db.open();
-    await real.execute("PRAGMA journal_mode=WAL");
-    await createCounterTable(
-      real,
-      Array.from({ length: 60 }, (_, i) => BigInt(i + 1)),
+    // 321: the embedding app's own choice.
+    const { real, runner, recording, duringSteps } = await backfillWatchingSteps(
+      "WAL",
+      60,
+      "PRAGMA wal_autocheckpoint = 321",
+      autocheckpoint,
     );
-    await real.execute("PRAGMA wal_autocheckpoint = 321"); // the embedding app's own choice
-    const duringSteps: number[] = [];
-    const recording = recordingClient(real, {
-      afterBatch: async (statements) => {
-        if (stepSizeOf(statements) !== undefined) duringSteps.push(await autocheckpoint(real));
-      },
-    });
-    const runner = new Runner({
-      client: recording.client,
-      migrations: [counterMigration()],
-      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
-      clock: new FakeClock(),
-    });
-
-    await runner.runUntilDone();
-
-    expect((await runner.store.get("counter_v1"))?.status).toBe("done");
     // While steps ran, the commit did not checkpoint; afterwards the app's setting is back.
     expect(duringSteps.length).toBeGreaterThanOrEqual(6);
     expect(new Set(duringSteps)).toEqual(new Set([0]));
@@ -84,30 +102,13 @@ describe("WAL checkpoints outside the step (local file)", () => {
   });
 
   it("commits steps without syncing the log in WAL mode, and restores the connection's sync level", async () => {
-    db = tempDb();
-    const real = db.open();
-    await real.execute("PRAGMA journal_mode=WAL");
-    await createCounterTable(
-      real,
-      Array.from({ length: 40 }, (_, i) => BigInt(i + 1)),
+    // EXTRA (3): the embedding app's own choice.
+    const { real, duringSteps } = await backfillWatchingSteps(
+      "WAL",
+      40,
+      "PRAGMA synchronous = EXTRA",
+      synchronous,
     );
-    await real.execute("PRAGMA synchronous = EXTRA"); // the embedding app's own choice (3)
-    const duringSteps: number[] = [];
-    const recording = recordingClient(real, {
-      afterBatch: async (statements) => {
-        if (stepSizeOf(statements) !== undefined) duringSteps.push(await synchronous(real));
-      },
-    });
-    const runner = new Runner({
-      client: recording.client,
-      migrations: [counterMigration()],
-      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
-      clock: new FakeClock(),
-    });
-
-    await runner.runUntilDone();
-
-    expect((await runner.store.get("counter_v1"))?.status).toBe("done");
     expect(duringSteps.length).toBeGreaterThanOrEqual(4);
     expect(new Set(duringSteps)).toEqual(new Set([1])); // NORMAL
     expect(await synchronous(real)).toBe(3);
@@ -118,29 +119,14 @@ describe("WAL checkpoints outside the step (local file)", () => {
   });
 
   it("keeps the sync level with a rollback journal, where NORMAL could corrupt the file on a power loss", async () => {
-    db = tempDb();
-    const real = db.open();
-    await real.execute("PRAGMA journal_mode=DELETE");
-    await createCounterTable(
-      real,
-      Array.from({ length: 30 }, (_, i) => BigInt(i + 1)),
+    const { recording, duringSteps } = await backfillWatchingSteps(
+      "DELETE",
+      30,
+      "PRAGMA synchronous = FULL",
+      synchronous,
     );
-    const duringSteps: number[] = [];
-    const recording = recordingClient(real, {
-      afterBatch: async (statements) => {
-        if (stepSizeOf(statements) !== undefined) duringSteps.push(await synchronous(real));
-      },
-    });
-    const runner = new Runner({
-      client: recording.client,
-      migrations: [counterMigration()],
-      tuning: { initialBatch: 10, maxBatch: 10, yieldMs: 1 },
-      clock: new FakeClock(),
-    });
-    await runner.runUntilDone();
-    expect((await runner.store.get("counter_v1"))?.status).toBe("done");
     expect(duringSteps.length).toBeGreaterThanOrEqual(3);
-    expect(new Set(duringSteps)).toEqual(new Set([2])); // FULL, SQLite's default
+    expect(new Set(duringSteps)).toEqual(new Set([2])); // FULL
     const sync = recording.calls
       .flatMap((c) => c.statements.map(sqlOf))
       .filter((s) => /synchronous/i.test(s));
