@@ -45,10 +45,13 @@ const BANNER_INTERVAL_MS = 300;
 const DESKTOP = { width: 1280, height: 860 };
 const PHONE = { width: 390, height: 844 };
 // Small steps with long pauses between them stretch the backfill of the seeded database over several
-// seconds, long enough for the page to show it moving.
+// seconds, long enough for the page to show it moving. However fast the machine, a step may grow only 32× after
+// the first one (100 keys) and 2× after each later one, so the 36,000 rows to backfill take at least five steps
+// (100, 3,200, 6,400, 12,800, the rest), and the page sees each value for at least the pause after its step.
+// (With 7,200 rows a fast machine needed three steps, and the page saw one value between 0 and 100.)
 const SLOW_BACKFILL_ENV = {
   TRICKLE_STEP_TARGET_MS: "10",
-  TRICKLE_YIELD_MS: "300",
+  TRICKLE_YIELD_MS: "500",
   TRICKLE_SLICE_BUDGET_MS: "1000",
   TRICKLE_TICK_MS: "100",
   TRICKLE_SNAPSHOT_TTL_MS: "200",
@@ -107,7 +110,7 @@ function exitOf(child: ChildProcess): Promise<number | null> {
 async function seed(databaseUrl: string): Promise<void> {
   const child = spawn(
     TSX,
-    ["src/cli/main.ts", "seed", "--transmissions", "8000", "--observations", "120000"],
+    ["src/cli/main.ts", "seed", "--transmissions", "40000", "--observations", "80000"],
     { cwd: ROOT, env: childEnv({ DATABASE_URL: databaseUrl }), stdio: ["ignore", "pipe", "pipe"] },
   );
   let output = "";
