@@ -10,15 +10,21 @@
  * benchmark's writer p99 was 98–124 ms in three rounds).
  *
  * On a local file the batch's first statement therefore reads SQLite's clock, which runs once the lock is held;
- * it is this machine's wall clock (millisecond resolution), compared with the engine clock's `wall()`, so the
- * batch's time splits into the wait and the hold. Remote servers and D1 give no such split (their clock is another
- * machine's, and the lock is taken there), nor does a simulated clock: the whole time counts as held.
+ * it is this machine's wall clock, compared with the engine clock's `wall()`, so the batch's time splits into
+ * the wait and the hold. Both clocks count whole milliseconds, so a batch that took the lock at once can read as
+ * having waited one: a wait shorter than `RESOLUTION_MS` counts as held. (Split anyway, a first step that held
+ * the lock under a millisecond read as holding it for none, and the ramp took its keys per ms from that.) Remote
+ * servers and D1 give no such split (their clock is another machine's, and the lock is taken there), nor does a
+ * simulated clock: the whole time counts as held.
  */
 import type { Client, InStatement, ResultSet } from "@libsql/client";
 import type { Clock } from "../clock.ts";
 
 /** SQLite's wall clock in ms (unix epoch), read inside the write transaction. */
 const LOCKED_AT: InStatement = { sql: "SELECT unixepoch('subsec') * 1000 AS locked_at", args: [] };
+
+/** Waits shorter than this are within the two clocks' resolution: the whole time counts as held. */
+const RESOLUTION_MS = 2;
 
 export interface TimedBatch {
   /** One result per statement given. */
@@ -44,6 +50,6 @@ export async function writeBatch(
   const [lockedAt, ...results] = await client.batch([LOCKED_AT, ...statements], "write");
   const totalMs = clock.now() - began;
   const waited = Number(lockedAt?.rows[0]?.[0]) - wallBegan;
-  const waitedMs = Number.isFinite(waited) ? Math.min(Math.max(waited, 0), totalMs) : 0;
+  const waitedMs = Number.isFinite(waited) && waited >= RESOLUTION_MS ? Math.min(waited, totalMs) : 0;
   return { results, waitedMs, heldMs: totalMs - waitedMs };
 }
