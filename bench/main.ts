@@ -29,6 +29,7 @@ import {
   httpFigures,
   ingestFigures,
   markdownTable,
+  percentile,
   percentiles,
   round,
   type ScenarioFigures,
@@ -77,6 +78,9 @@ export interface TrickleRound {
   readonly writerErrors: number;
   readonly stepP99Ms: number;
   readonly stepMaxMs: number;
+  /** The steps' waits for the write lock before they held it (not in their time): p99, and all of them. */
+  readonly lockWaitP99Ms: number;
+  readonly lockWaitTotalMs: number;
   readonly healthzP99Ms: number;
   readonly rssMb: number | null;
   /** Shares of the ETA samples from 10 % on (null without samples). */
@@ -390,6 +394,7 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
   const trickleRounds = (runs.get("trickle") ?? []).map((t, i): TrickleRound => {
     const f = summarize(t);
     const e = etaFigures(t.eta, t.window.end);
+    const waits = t.steps.map((s) => s.lockWaitMs ?? 0);
     return {
       vsOneShot: byRound[i]!,
       writerP99Ms: f.ingest.p99Ms,
@@ -397,6 +402,8 @@ export async function runBench(options: BenchOptions): Promise<BenchReport> {
       writerErrors: f.ingest.busyErrors + f.ingest.otherErrors,
       stepP99Ms: f.stepMs.p99,
       stepMaxMs: f.stepMs.max,
+      lockWaitP99Ms: percentile(waits, 0.99),
+      lockWaitTotalMs: round(waits.reduce((sum, w) => sum + w, 0)),
       healthzP99Ms: f.http.p99Ms,
       rssMb: f.rssMb,
       etaPointWithin25: e?.pointWithin25 ?? null,
@@ -515,7 +522,7 @@ export function printReport(report: BenchReport, options: BenchOptions): string 
       `trickle / oneShot per round: ${byRound.map((r) => fmt(r, 2)).join(", ")} (median ${fmt(sorted[Math.floor((sorted.length - 1) / 2)], 2)}, spread ${fmt(sorted[0], 2)}–${fmt(sorted.at(-1), 2)})`,
       ...report.config.trickleRounds.map(
         (r, i) =>
-          `  round ${i + 1}: writer p99 ${fmt(r.writerP99Ms, 1)} / max ${fmt(r.writerMaxMs, 1)} ms, ${r.writerErrors} errors · step p99 ${fmt(r.stepP99Ms, 1)} / max ${fmt(r.stepMaxMs, 1)} ms · healthz p99 ${fmt(r.healthzP99Ms, 1)} ms · RSS ${fmt(r.rssMb, 0)} MB · ETA point ±25 % ${r.etaPointWithin25 === null ? "–" : `${fmt(r.etaPointWithin25 * 100, 0)} %`}, band ${r.etaBandContains === null ? "–" : `${fmt(r.etaBandContains * 100, 0)} %`}`,
+          `  round ${i + 1}: writer p99 ${fmt(r.writerP99Ms, 1)} / max ${fmt(r.writerMaxMs, 1)} ms, ${r.writerErrors} errors · step p99 ${fmt(r.stepP99Ms, 1)} / max ${fmt(r.stepMaxMs, 1)} ms · lock wait p99 ${fmt(r.lockWaitP99Ms, 1)} ms, ${fmt(r.lockWaitTotalMs / 1000, 2)} s in all · healthz p99 ${fmt(r.healthzP99Ms, 1)} ms · RSS ${fmt(r.rssMb, 0)} MB · ETA point ±25 % ${r.etaPointWithin25 === null ? "–" : `${fmt(r.etaPointWithin25 * 100, 0)} %`}, band ${r.etaBandContains === null ? "–" : `${fmt(r.etaBandContains * 100, 0)} %`}`,
       ),
       "",
     );

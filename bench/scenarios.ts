@@ -146,6 +146,7 @@ interface RecentStep {
   readonly rows: number | string;
   readonly rowsProcessed: number | string;
   readonly durationMs: number;
+  readonly lockWaitMs: number;
 }
 
 interface MigrationDetail {
@@ -225,6 +226,7 @@ class ControlPoller {
             ms: s.durationMs,
             rows: Number(s.rows),
             rowsProcessed: Number(s.rowsProcessed),
+            lockWaitMs: s.lockWaitMs,
           });
         }
       }

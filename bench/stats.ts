@@ -28,6 +28,8 @@ export interface StepSample {
   readonly rows: number;
   /** Rows processed by the run once this step committed. */
   readonly rowsProcessed: number;
+  /** How long trickle's step waited for the write lock before it held it (local files); absent for the loop. */
+  readonly lockWaitMs?: number;
 }
 
 export interface Percentiles {

@@ -83,6 +83,8 @@ const Report = z.object({
           writerErrors: z.number().int(),
           stepP99Ms: number.positive(),
           stepMaxMs: number.positive(),
+          lockWaitP99Ms: number.nonnegative(),
+          lockWaitTotalMs: number.nonnegative(),
           healthzP99Ms: number.positive(),
           rssMb: number.positive().nullable(),
           etaPointWithin25: number.nullable(),
